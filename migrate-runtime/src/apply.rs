@@ -1,0 +1,696 @@
+//! The apply protocol: fast path, lock, table, and each migration in one round trip.
+
+use std::time::{Duration, Instant};
+
+use migrate_core::lexer;
+use tokio_postgres::error::{ErrorPosition, SqlState};
+use tokio_postgres::{Client, SimpleQueryMessage};
+
+use crate::batch;
+use crate::connection::Connection;
+use crate::error::MigrationFailure;
+use crate::history::{self, Action, Row, Shape, Table};
+use crate::ident::{literal, literal_opt, validate};
+use crate::lock::{self, first_value};
+use crate::status::{judge, merge};
+use crate::{Applied, Error, Migration, Migrator, Planned, Report, Status};
+
+/// PostgreSQL 14 added `client_connection_check_interval`.
+const CONNECTION_CHECK_SINCE: i32 = 140_000;
+
+pub(crate) struct Engine<'e> {
+    config: &'e Migrator<'e>,
+    host: String,
+}
+
+/// The first read of a run: where the table is and what it holds.
+struct FirstRead {
+    schema: String,
+    server_version: i32,
+    /// `None` when there is no (readable) history table yet.
+    rows: Option<Vec<Row>>,
+}
+
+enum Outcome {
+    Applied(Applied),
+    /// Another starter applied it first (behind a transaction pooler).
+    AppliedByOther,
+}
+
+impl<'e> Engine<'e> {
+    pub(crate) fn new(config: &'e Migrator<'e>) -> Result<Self, Error> {
+        validate("table", &config.table)?;
+        validate("table", &format!("{}_log", config.table))?;
+        if let Some(schema) = &config.schema {
+            validate("schema", schema)?;
+        }
+        Ok(Engine {
+            config,
+            host: history::host_name(),
+        })
+    }
+
+    fn migrations(&self) -> &'e [Migration] {
+        self.config.migrations.as_slice()
+    }
+
+    pub(crate) async fn run(&self, connection: Connection) -> Result<Report, Error> {
+        let started = Instant::now();
+        let first = self.first_read(&connection).await?;
+        if let Some(rows) = &first.rows {
+            let statuses = merge(self.migrations(), rows);
+            if let Ok(verdict) = judge(&statuses, self.config.policy, self.config.target, false) {
+                if verdict.pending.is_empty() {
+                    warn_all(&verdict.warnings);
+                    return Ok(Report {
+                        warnings: verdict.warnings,
+                        elapsed_ms: elapsed_ms(started),
+                        ..Report::default()
+                    });
+                }
+            }
+            // Anything else is decided under the lock: a `running` row seen without it may be
+            // another starter's migration in progress.
+        }
+        let connection = connection.take();
+        let table = Table::new(&first.schema, &self.config.table);
+        self.configure_session(&connection, first.server_version)
+            .await?;
+        let pooler = self.config.transaction_pooler;
+        if !pooler {
+            lock::acquire(
+                &connection,
+                &table,
+                lock::Wait {
+                    timeout: self.config.lock_wait,
+                    report_every: self.config.lock_report_every,
+                },
+            )
+            .await?;
+        }
+        let result = self
+            .apply_all(&connection, &table, first.server_version)
+            .await;
+        if !pooler && result.is_ok() {
+            lock::release(&connection, &table).await?;
+        }
+        // On error the connection is dropped, not returned: closing it releases the lock.
+        let mut report = result?;
+        report.took_lock = !pooler;
+        report.elapsed_ms = elapsed_ms(started);
+        Ok(report)
+    }
+
+    pub(crate) async fn plan(&self, client: &Client) -> Result<Vec<Planned>, Error> {
+        let first = self.first_read(client).await?;
+        let rows = first.rows.unwrap_or_default();
+        let statuses = merge(self.migrations(), &rows);
+        let verdict = judge(&statuses, self.config.policy, self.config.target, false)?;
+        Ok(verdict
+            .pending
+            .iter()
+            .filter_map(|version| self.find(*version))
+            .map(|migration| Planned {
+                version: migration.version(),
+                name: migration.name().to_owned(),
+                checksum: migration.checksum().to_owned(),
+                no_transaction: migration.no_transaction(),
+                sql: migration.up_sql().to_owned(),
+            })
+            .collect())
+    }
+
+    pub(crate) async fn status(&self, client: &Client) -> Result<Vec<Status>, Error> {
+        let first = self.first_read(client).await?;
+        Ok(merge(self.migrations(), &first.rows.unwrap_or_default()))
+    }
+
+    fn find(&self, version: i64) -> Option<&'e Migration> {
+        self.config.migrations.get(version)
+    }
+
+    /// One round trip: the schema, the server version and every row.
+    async fn first_read(&self, client: &Client) -> Result<FirstRead, Error> {
+        let table = &self.config.table;
+        let sql = match &self.config.schema {
+            Some(schema) => format!(
+                "SELECT {}, current_setting('server_version_num');\n{}",
+                literal(schema),
+                Table::new(schema, table).select_rows_sql()
+            ),
+            // The unqualified name is resolved through the search_path; the filter keeps only a
+            // table that lives in current_schema(), which is where the runner would create it.
+            None => format!(
+                "SELECT current_schema(), current_setting('server_version_num');\n{}",
+                Table::new("", table).select_rows_sql().replace(
+                    &format!("FROM {}.{}", crate::ident::quote(""), crate::ident::quote(table)),
+                    &format!(
+                        "FROM {} h WHERE h.tableoid = to_regclass(quote_ident(current_schema()) || '.' || quote_ident({}))",
+                        crate::ident::quote(table),
+                        literal(table)
+                    ),
+                )
+            ),
+        };
+        let outcome = batch::run(client, &sql).await;
+        let split = outcome
+            .messages
+            .iter()
+            .position(|message| matches!(message, SimpleQueryMessage::CommandComplete(_)))
+            .map_or(outcome.messages.len(), |index| index + 1);
+        let (head, tail) = outcome.messages.split_at(split);
+        let schema = first_value(head);
+        let server_version = head
+            .iter()
+            .find_map(|message| match message {
+                SimpleQueryMessage::Row(row) => row.get(1)?.parse().ok(),
+                _ => None,
+            })
+            .unwrap_or(0);
+        let rows = match outcome.error {
+            None => Some(history::parse_rows(&Table::new("", table), tail)?),
+            Some(error)
+                if head.len() == split
+                    && matches!(
+                        error.code(),
+                        Some(&SqlState::UNDEFINED_TABLE)
+                            | Some(&SqlState::INVALID_SCHEMA_NAME)
+                            | Some(&SqlState::UNDEFINED_COLUMN)
+                    ) =>
+            {
+                None
+            }
+            Some(error) => {
+                return Err(Error::db("could not read the migration history", error));
+            }
+        };
+        let Some(schema) = schema else {
+            return Err(Error::NoCurrentSchema);
+        };
+        Ok(FirstRead {
+            schema,
+            server_version,
+            rows,
+        })
+    }
+
+    fn session_reset_sql(&self, server_version: i32) -> String {
+        // RESET ALL would also undo our own setting, so it is set again right after.
+        let mut sql = String::from("RESET ALL;\n");
+        sql.push_str(&self.check_interval_sql(server_version));
+        sql
+    }
+
+    fn check_interval_sql(&self, server_version: i32) -> String {
+        if server_version >= CONNECTION_CHECK_SINCE && !self.config.transaction_pooler {
+            format!(
+                "SET client_connection_check_interval = {};\n",
+                self.config.connection_check_interval.as_millis()
+            )
+        } else {
+            String::new()
+        }
+    }
+
+    async fn configure_session(&self, client: &Client, server_version: i32) -> Result<(), Error> {
+        let sql = self.check_interval_sql(server_version);
+        if !sql.is_empty() {
+            client
+                .batch_execute(&sql)
+                .await
+                .map_err(|e| Error::db("could not configure the migration session", e))?;
+        }
+        Ok(())
+    }
+
+    async fn apply_all(
+        &self,
+        client: &Client,
+        table: &Table,
+        server_version: i32,
+    ) -> Result<Report, Error> {
+        let version_is_integer = self.ensure_table(client, table).await?;
+        let rows = history::read_rows(client, table).await?;
+        let statuses = merge(self.migrations(), &rows);
+        let verdict = judge(
+            &statuses,
+            self.config.policy,
+            self.config.target,
+            self.config.transaction_pooler,
+        )?;
+        warn_all(&verdict.warnings);
+        let mut report = Report {
+            warnings: verdict.warnings,
+            ..Report::default()
+        };
+        for version in verdict.pending {
+            let Some(migration) = self.find(version) else {
+                continue;
+            };
+            if version_is_integer && i32::try_from(version).is_err() {
+                return Err(Error::VersionTooLarge {
+                    version,
+                    table: table.display(),
+                });
+            }
+            let outcome = if migration.no_transaction() {
+                self.apply_no_transaction(client, table, migration, server_version)
+                    .await?
+            } else {
+                self.apply_transactional(client, table, migration, server_version)
+                    .await?
+            };
+            match outcome {
+                Outcome::Applied(applied) => {
+                    tracing::info!(
+                        version = applied.version,
+                        name = %applied.name,
+                        duration_ms = applied.duration_ms,
+                        "applied migration"
+                    );
+                    report.applied.push(applied);
+                }
+                Outcome::AppliedByOther => report.applied_by_others.push(version),
+            }
+        }
+        Ok(report)
+    }
+
+    /// Creates or adopts the history table (and its log) in one transaction under a transaction
+    /// advisory lock, so starters behind a transaction pooler cannot race on `CREATE TABLE` either.
+    /// Returns whether `version` is an INTEGER (an adopted pybmpmon table).
+    async fn ensure_table(&self, client: &Client, table: &Table) -> Result<bool, Error> {
+        let begin = format!(
+            "BEGIN;\nSELECT pg_advisory_xact_lock({});",
+            lock::key(table)
+        );
+        client
+            .batch_execute(&begin)
+            .await
+            .map_err(|e| Error::db("could not lock the history table for creation", e))?;
+        let result = async {
+            let shape = history::inspect(client, table).await?;
+            let ddl = history::ensure_sql(table, &shape, self.config.schema.is_some());
+            client.batch_execute(&format!("{ddl}COMMIT;")).await.map_err(|e| {
+                Error::db(
+                    format!("could not create the history table {}", table.display()),
+                    e,
+                )
+            })?;
+            if shape == Shape::Missing {
+                tracing::info!(table = %table.display(), "created the migration history table");
+            } else if shape == Shape::Pybmpmon {
+                tracing::info!(table = %table.display(), "adopted an existing pybmpmon history table");
+            }
+            Ok(matches!(
+                shape,
+                Shape::Pybmpmon
+                    | Shape::Ours {
+                        version_is_integer: true
+                    }
+            ))
+        }
+        .await;
+        if result.is_err() {
+            rollback(client).await;
+        }
+        result
+    }
+
+    fn insert_sql(&self, table: &Table, migration: &Migration, state: &str) -> String {
+        format!(
+            "INSERT INTO {} (version, name, checksum, state, applied_by, down_sql) VALUES ({}, {}, {}, '{state}', current_user, {});\n",
+            table.qualified,
+            migration.version(),
+            literal(migration.name()),
+            literal(migration.checksum()),
+            literal_opt(migration.down_sql()),
+        )
+    }
+
+    async fn apply_transactional(
+        &self,
+        client: &Client,
+        table: &Table,
+        migration: &Migration,
+        server_version: i32,
+    ) -> Result<Outcome, Error> {
+        let version = migration.version();
+        let mut prefix = String::from("BEGIN;\n");
+        let mut prefix_statements = 1;
+        if let Some(timeout) = self.config.lock_timeout {
+            prefix.push_str(&format!(
+                "SET LOCAL lock_timeout = {};\n",
+                timeout.as_millis()
+            ));
+            prefix_statements += 1;
+        }
+        if let Some(timeout) = self.config.statement_timeout {
+            prefix.push_str(&format!(
+                "SET LOCAL statement_timeout = {};\n",
+                timeout.as_millis()
+            ));
+            prefix_statements += 1;
+        }
+        // The history row goes first: a second applier behind a transaction pooler blocks on its
+        // key and then fails with a unique violation instead of applying the migration again.
+        prefix.push_str(&self.insert_sql(table, migration, "applied"));
+        prefix_statements += 1;
+        let migration_statements = lexer::split(migration.up_sql())
+            .iter()
+            .filter(|statement| !statement.is_empty())
+            .count();
+        // The newline ends a trailing `--` comment; the `;` a last statement without one.
+        let suffix = format!(
+            "\n;\nWITH u AS (UPDATE {t} SET execution_time_ms = (extract(epoch FROM clock_timestamp() - now()) * 1000)::int WHERE version = {version} RETURNING execution_time_ms) \
+             SELECT 1 / count(*), max(execution_time_ms) FROM u;\n{log}COMMIT;\n{reset}",
+            t = table.qualified,
+            log = history::log_sql(
+                table,
+                version,
+                Action::Apply,
+                &self.host,
+                "(extract(epoch FROM clock_timestamp() - now()) * 1000)::int",
+                None
+            ),
+            reset = self.session_reset_sql(server_version),
+        );
+        let sql = format!("{prefix}{}{suffix}", migration.up_sql());
+        let mut attempt = 0;
+        loop {
+            let outcome = batch::run(client, &sql).await;
+            let completed = outcome.completed();
+            let Some(error) = outcome.error else {
+                let duration_ms = outcome
+                    .messages
+                    .iter()
+                    .filter_map(|message| match message {
+                        SimpleQueryMessage::Row(row) => row.get(1)?.parse::<u64>().ok(),
+                        _ => None,
+                    })
+                    .next_back()
+                    .unwrap_or(0);
+                return Ok(Outcome::Applied(Applied {
+                    version,
+                    name: migration.name().to_owned(),
+                    duration_ms,
+                    no_transaction: false,
+                }));
+            };
+            rollback(client).await;
+            if completed + 1 < prefix_statements {
+                return Err(Error::db(
+                    format!("could not start migration {version}"),
+                    error,
+                ));
+            }
+            if completed + 1 == prefix_statements {
+                if is_history_conflict(&error, table) {
+                    return Ok(Outcome::AppliedByOther);
+                }
+                return Err(Error::db(
+                    format!("could not record migration {version} in the history table"),
+                    error,
+                ));
+            }
+            let failed_statement = completed - prefix_statements;
+            // Right after the migration come the history UPDATE and the log INSERT: if either
+            // failed, the migration removed or changed them.
+            if failed_statement == migration_statements
+                || failed_statement == migration_statements + 1
+            {
+                return Err(Error::HistoryTampered {
+                    version,
+                    name: migration.name().to_owned(),
+                });
+            }
+            if error.code() == Some(&SqlState::LOCK_NOT_AVAILABLE)
+                && self.config.lock_timeout.is_some()
+                && attempt < self.config.lock_retries
+            {
+                attempt += 1;
+                let pause = retry_pause(self.config.lock_retry_delay, attempt);
+                tracing::warn!(
+                    version,
+                    name = %migration.name(),
+                    attempt,
+                    retries = self.config.lock_retries,
+                    pause_ms = pause.as_millis() as u64,
+                    "migration hit lock_timeout; rolled back, retrying"
+                );
+                tokio::time::sleep(pause).await;
+                continue;
+            }
+            let line = error_line(
+                migration.up_sql(),
+                &error,
+                prefix.len(),
+                &sql,
+                (failed_statement < migration_statements).then_some(failed_statement),
+            );
+            return Err(failure(migration, line, false, Vec::new(), error));
+        }
+    }
+
+    async fn apply_no_transaction(
+        &self,
+        client: &Client,
+        table: &Table,
+        migration: &Migration,
+        server_version: i32,
+    ) -> Result<Outcome, Error> {
+        let version = migration.version();
+        // Committed first: a process that dies mid-way leaves `running`, which the next run
+        // refuses, and a second applier behind a pooler sees it instead of running it again.
+        if let Err(error) = client
+            .batch_execute(&self.insert_sql(table, migration, "running"))
+            .await
+        {
+            if is_history_conflict(&error, table) {
+                return self.wait_for_other(client, table, migration).await;
+            }
+            return Err(Error::db(
+                format!("could not record migration {version} as running"),
+                error,
+            ));
+        }
+        let pooler = self.config.transaction_pooler;
+        let mut settings = String::new();
+        if !pooler {
+            if let Some(timeout) = self.config.lock_timeout {
+                settings.push_str(&format!("SET lock_timeout = {};\n", timeout.as_millis()));
+            }
+            if let Some(timeout) = self.config.statement_timeout {
+                settings.push_str(&format!(
+                    "SET statement_timeout = {};\n",
+                    timeout.as_millis()
+                ));
+            }
+        }
+        if !settings.is_empty() {
+            client
+                .batch_execute(&settings)
+                .await
+                .map_err(|e| Error::db("could not set the migration's timeouts", e))?;
+        }
+        let started = Instant::now();
+        let sql = migration.up_sql();
+        let mut failed = None;
+        for statement in lexer::split(sql).iter().filter(|s| !s.is_empty()) {
+            if let Err(error) = client.simple_query(statement.text).await {
+                let line = match error.as_db_error().and_then(|db| db.position()) {
+                    Some(ErrorPosition::Original(position)) => {
+                        batch::char_position_to_byte(statement.text, *position as usize)
+                            .map(|byte| lexer::line_of(sql, statement.offset + byte))
+                    }
+                    _ => None,
+                }
+                .unwrap_or(statement.line);
+                failed = Some((line, error));
+                break;
+            }
+        }
+        let duration_ms = elapsed_ms(started);
+        let reset = self.session_reset_sql(server_version);
+        let reset = if pooler { String::new() } else { reset };
+        match failed {
+            None => {
+                let done = format!(
+                    "BEGIN;\nUPDATE {} SET state = 'applied', execution_time_ms = {duration_ms} WHERE version = {version};\n{}COMMIT;\n{reset}",
+                    table.qualified,
+                    history::log_sql(table, version, Action::Apply, &self.host, &duration_ms.to_string(), None),
+                );
+                client.batch_execute(&done).await.map_err(|e| {
+                    Error::db(
+                        format!("migration {version} ran, but could not be recorded as applied (it is recorded as running; check and run `migrate repair --version {version}`)"),
+                        e,
+                    )
+                })?;
+                Ok(Outcome::Applied(Applied {
+                    version,
+                    name: migration.name().to_owned(),
+                    duration_ms,
+                    no_transaction: true,
+                }))
+            }
+            Some((line, error)) => {
+                rollback(client).await;
+                let invalid_indexes = invalid_indexes(client).await;
+                let message = describe(&error);
+                let record = format!(
+                    "{reset}BEGIN;\nUPDATE {} SET state = 'failed', execution_time_ms = {duration_ms}, error = {} WHERE version = {version};\n{}COMMIT;",
+                    table.qualified,
+                    literal(&message),
+                    history::log_sql(table, version, Action::Fail, &self.host, &duration_ms.to_string(), Some(&message)),
+                );
+                if let Err(record_error) = client.batch_execute(&record).await {
+                    tracing::error!(version, error = %record_error, "could not record the failed migration; it stays recorded as running");
+                }
+                Err(failure(migration, Some(line), true, invalid_indexes, error))
+            }
+        }
+    }
+
+    /// Behind a transaction pooler another starter may be running this no-transaction migration:
+    /// wait for it to finish rather than running it twice or skipping ahead of it.
+    async fn wait_for_other(
+        &self,
+        client: &Client,
+        table: &Table,
+        migration: &Migration,
+    ) -> Result<Outcome, Error> {
+        let version = migration.version();
+        let started = Instant::now();
+        let sql = format!(
+            "SELECT state, error FROM {} WHERE version = {version}",
+            table.qualified
+        );
+        loop {
+            let messages = client
+                .simple_query(&sql)
+                .await
+                .map_err(|e| Error::db("could not read the history table", e))?;
+            let row = messages.iter().find_map(|message| match message {
+                SimpleQueryMessage::Row(row) => {
+                    Some((row.get(0)?.to_owned(), row.get(1).map(str::to_owned)))
+                }
+                _ => None,
+            });
+            match row {
+                Some((state, _)) if state == "applied" => return Ok(Outcome::AppliedByOther),
+                Some((state, error)) if state == "failed" => {
+                    return Err(Error::Failed {
+                        version,
+                        name: migration.name().to_owned(),
+                        error,
+                    })
+                }
+                _ if started.elapsed() >= self.config.lock_wait => {
+                    return Err(Error::Running {
+                        version,
+                        name: migration.name().to_owned(),
+                    })
+                }
+                _ => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    }
+}
+
+fn warn_all(warnings: &[String]) {
+    for warning in warnings {
+        tracing::warn!("{warning}");
+    }
+}
+
+fn elapsed_ms(started: Instant) -> u64 {
+    u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+fn retry_pause(base: Duration, attempt: u32) -> Duration {
+    base.saturating_mul(1 << attempt.saturating_sub(1).min(16))
+        .min(Duration::from_secs(30))
+}
+
+/// Ends a failed transaction; errors are ignored because the connection may already be gone, and
+/// the caller reports the first error.
+async fn rollback(client: &Client) {
+    let _ = client.batch_execute("ROLLBACK").await;
+}
+
+/// A unique violation on the history table's primary key: another starter recorded it first.
+fn is_history_conflict(error: &tokio_postgres::Error, table: &Table) -> bool {
+    error.as_db_error().is_some_and(|db| {
+        *db.code() == SqlState::UNIQUE_VIOLATION
+            && db.schema() == Some(table.schema.as_str())
+            && db.table() == Some(table.name.as_str())
+    })
+}
+
+/// The line of the migration file an error points at: PostgreSQL's position when it gives one
+/// inside the migration's text, else the first line of the failing statement.
+fn error_line(
+    migration_sql: &str,
+    error: &tokio_postgres::Error,
+    prefix_bytes: usize,
+    batch_sql: &str,
+    failed_statement: Option<usize>,
+) -> Option<u32> {
+    if let Some(ErrorPosition::Original(position)) =
+        error.as_db_error().and_then(|db| db.position())
+    {
+        if let Some(byte) = batch::char_position_to_byte(batch_sql, *position as usize) {
+            if byte >= prefix_bytes && byte < prefix_bytes + migration_sql.len() {
+                return Some(lexer::line_of(migration_sql, byte - prefix_bytes));
+            }
+        }
+    }
+    let index = failed_statement?;
+    lexer::split(migration_sql)
+        .iter()
+        .filter(|statement| !statement.is_empty())
+        .nth(index)
+        .map(|statement| statement.line)
+}
+
+fn failure(
+    migration: &Migration,
+    line: Option<u32>,
+    no_transaction: bool,
+    invalid_indexes: Vec<String>,
+    source: tokio_postgres::Error,
+) -> Error {
+    Error::Migration(Box::new(MigrationFailure {
+        version: migration.version(),
+        name: migration.name().to_owned(),
+        file: migration.up().path().to_owned(),
+        line,
+        code: source.code().map(|code| code.code().to_owned()),
+        no_transaction,
+        invalid_indexes,
+        source,
+    }))
+}
+
+/// `SQLSTATE 42P01: relation "x" does not exist`, for the history row's `error` column.
+fn describe(error: &tokio_postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => format!("SQLSTATE {}: {}", db.code().code(), db.message()),
+        None => error.to_string(),
+    }
+}
+
+/// Indexes left INVALID (e.g. by a failed `CREATE INDEX CONCURRENTLY`), to name in the error.
+pub(crate) async fn invalid_indexes(client: &Client) -> Vec<String> {
+    let sql = "SELECT indexrelid::regclass::text FROM pg_catalog.pg_index WHERE NOT indisvalid ORDER BY 1";
+    match client.simple_query(sql).await {
+        Ok(messages) => messages
+            .iter()
+            .filter_map(|message| match message {
+                SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
+                _ => None,
+            })
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}

@@ -1,0 +1,24 @@
+//! The engine of `migrate`: applies a set of migrations to PostgreSQL at startup, safely when
+//! many replicas start at once, directly or through PgBouncer. Use it through the `migrate` crate;
+//! its README explains the protocol and ARCHITECTURE.md the invariants.
+#![warn(missing_docs, unreachable_pub)]
+
+mod apply;
+mod batch;
+mod connection;
+mod error;
+mod history;
+mod ident;
+mod lock;
+mod migrations;
+mod migrator;
+mod report;
+mod status;
+
+pub use error::{Error, MigrationFailure};
+pub use lock::LockHolder;
+pub use migrate_core::{Migration, Problem, Script};
+pub use migrations::Migrations;
+pub use migrator::Migrator;
+pub use report::{Applied, Planned, Report};
+pub use status::{State, Status};

@@ -1,0 +1,35 @@
+#![doc = include_str!("../README.md")]
+#![warn(missing_docs, unreachable_pub)]
+
+pub use migrate_runtime::{
+    Applied, Error, LockHolder, Migration, MigrationFailure, Migrations, Migrator, Planned,
+    Problem, Report, Script, State, Status,
+};
+
+/// Embeds a migrations directory into the binary at build time.
+///
+/// `embed_migrations!("migrations")` reads the directory (relative to the crate's `Cargo.toml`),
+/// checks every file against the grammar, computes each file's SHA-256 checksum, and expands to
+/// a [`Migrations`] value made of static data: no file is read at run time. Every problem (a bad
+/// name, a duplicate version, a statement that cannot run in a transaction, ...) is a compile
+/// error pointing at the literal, all of them in one build.
+///
+/// ```
+/// static MIGRATIONS: migrate::Migrations = migrate::embed_migrations!("migrations");
+///
+/// assert!(MIGRATIONS.iter().all(|m| m.checksum().len() == 64));
+/// ```
+///
+/// Editing a migration rebuilds the crate by itself. So that *adding* or removing a file does
+/// too, put this line in the crate's `build.rs`:
+///
+/// ```text
+/// println!("cargo:rerun-if-changed=migrations");
+/// ```
+pub use migrate_macros::embed_migrations;
+
+/// Not public API: what `embed_migrations!` expands to refers to these.
+#[doc(hidden)]
+pub mod __private {
+    pub use migrate_runtime::{Migration, Migrations, Script};
+}
