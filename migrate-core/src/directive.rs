@@ -29,6 +29,8 @@ pub fn parse(file: &str, sql: &str) -> Result<Directives, Problem> {
 pub(crate) fn parse_all(file: &str, sql: &str) -> (Directives, Vec<Problem>) {
     let mut directives = Directives::default();
     let mut problems = Vec::new();
+    // A BOM left on by a caller must not hide a directive on the first line.
+    let sql = crate::checksum::strip_bom(sql);
     for (index, line) in sql.lines().enumerate() {
         let line_number = u32::try_from(index + 1).unwrap_or(u32::MAX);
         let trimmed = line.trim();
@@ -101,6 +103,7 @@ mod tests {
             "-- a comment\n\n-- migrate:no-transaction\n\nSELECT 1;"
         ));
         assert!(no_tx("-- no-transaction\nSELECT 1;"));
+        assert!(no_tx("\u{feff}-- migrate:no-transaction\nSELECT 1;"));
         assert!(no_tx("-- migrate:no-transaction"));
         assert!(!no_tx("SELECT 1;"));
         assert!(!no_tx(""));

@@ -60,11 +60,13 @@ impl LoadedMigration {
     }
 }
 
-/// Checks the text of one script (BOM-stripped; `path` names it in messages, relative to the
-/// migrations directory): not whitespace-only, known directives, and the transaction checks of
-/// [`crate::transaction`]. Returns its directives, or every problem.
+/// Checks the text of one script: not whitespace-only, known directives, and the transaction checks
+/// of [`crate::transaction`]. Returns its directives, or every problem.
+///
+/// `text` should be BOM-stripped (a leading BOM is tolerated); `path` names the file in messages,
+/// relative to the migrations directory. The runtime uses this for SQL it got elsewhere.
 pub fn check_script(path: &str, text: &str) -> Result<Directives, Vec<Problem>> {
-    if text.trim().is_empty() {
+    if crate::checksum::strip_bom(text).trim().is_empty() {
         return Err(vec![Problem::file(
             path,
             format!(

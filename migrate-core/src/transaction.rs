@@ -17,6 +17,8 @@ const NO_TRANSACTION_FIX: &str = "put `-- migrate:no-transaction` on the file's 
 /// run inside a transaction unless `no_transaction`.
 pub fn check(file: &str, sql: &str, no_transaction: bool) -> Vec<Problem> {
     let mut problems = Vec::new();
+    // A BOM left on by a caller would glue itself to the first keyword.
+    let sql = crate::checksum::strip_bom(sql);
     for statement in lexer::split(sql) {
         let words = top_level_words(statement.text);
         let at = |message: String| {
@@ -261,6 +263,7 @@ mod tests {
             "ROLLBACK WORK;",
             "ABORT;",
             "PREPARE TRANSACTION 'x';",
+            "\u{feff}VACUUM;",
         ] {
             assert!(flagged(sql), "{sql}");
             assert!(messages(sql, true).is_empty(), "{sql}");

@@ -13,25 +13,46 @@ use crate::history::{self, Action, Row, Shape, Table};
 use crate::ident::{literal, literal_opt, validate};
 use crate::lock::{self, first_value};
 use crate::status::{judge, merge};
-use crate::{Applied, Error, Migration, Migrator, Planned, Report, Status};
+use crate::{Applied, Error, HookContext, HookPoint, Migration, Migrator, Planned, Report, Status};
 
 /// PostgreSQL 14 added `client_connection_check_interval`.
 const CONNECTION_CHECK_SINCE: i32 = 140_000;
 
 pub(crate) struct Engine<'e> {
-    config: &'e Migrator<'e>,
-    host: String,
+    pub(crate) config: &'e Migrator<'e>,
+    pub(crate) host: String,
 }
 
 /// The first read of a run: where the table is and what it holds.
-struct FirstRead {
-    schema: String,
-    server_version: i32,
+pub(crate) struct FirstRead {
+    pub(crate) schema: String,
+    pub(crate) server_version: i32,
     /// `None` when there is no (readable) history table yet.
-    rows: Option<Vec<Row>>,
+    pub(crate) rows: Option<Vec<Row>>,
 }
 
-enum Outcome {
+/// What a locked section works with: the runner's own connection, the resolved table and the
+/// server version.
+pub(crate) struct Session<'s> {
+    pub(crate) client: &'s Client,
+    pub(crate) table: &'s Table,
+    pub(crate) server_version: i32,
+}
+
+/// Where one migration of a transactional batch sits in it, to trace an error back to it.
+struct Segment<'m> {
+    migration: &'m Migration,
+    /// Index (in statements completed) of its history INSERT.
+    insert_statement: usize,
+    /// Byte offset of its SQL in the batch.
+    sql_start: usize,
+    /// Index of its first statement.
+    first_statement: usize,
+    /// How many statements it has.
+    statements: usize,
+}
+
+pub(crate) enum Outcome {
     Applied(Applied),
     /// Another starter applied it first (behind a transaction pooler).
     AppliedByOther,
@@ -50,7 +71,7 @@ impl<'e> Engine<'e> {
         })
     }
 
-    fn migrations(&self) -> &'e [Migration] {
+    pub(crate) fn migrations(&self) -> &'e [Migration] {
         self.config.migrations.as_slice()
     }
 
@@ -72,6 +93,24 @@ impl<'e> Engine<'e> {
             // Anything else is decided under the lock: a `running` row seen without it may be
             // another starter's migration in progress.
         }
+        let pooler = self.config.transaction_pooler;
+        let mut report = self
+            .with_lock(connection, &first, async |session| self.apply_all(session).await)
+            .await?;
+        report.took_lock = !pooler;
+        report.elapsed_ms = elapsed_ms(started);
+        Ok(report)
+    }
+
+    /// Runs `body` on the runner's own connection (taken out of any pool), after creating or
+    /// adopting the history table, under the migration lock (unless behind a transaction pooler).
+    /// On error the connection is dropped, not returned: closing it releases the lock.
+    pub(crate) async fn with_lock<T>(
+        &self,
+        connection: Connection,
+        first: &FirstRead,
+        body: impl AsyncFnOnce(&Session<'_>) -> Result<T, Error>,
+    ) -> Result<T, Error> {
         let connection = connection.take();
         let table = Table::new(&first.schema, &self.config.table);
         self.configure_session(&connection, first.server_version)
@@ -88,17 +127,16 @@ impl<'e> Engine<'e> {
             )
             .await?;
         }
-        let result = self
-            .apply_all(&connection, &table, first.server_version)
-            .await;
+        let session = Session {
+            client: &connection,
+            table: &table,
+            server_version: first.server_version,
+        };
+        let result = body(&session).await;
         if !pooler && result.is_ok() {
             lock::release(&connection, &table).await?;
         }
-        // On error the connection is dropped, not returned: closing it releases the lock.
-        let mut report = result?;
-        report.took_lock = !pooler;
-        report.elapsed_ms = elapsed_ms(started);
-        Ok(report)
+        result
     }
 
     pub(crate) async fn plan(&self, client: &Client) -> Result<Vec<Planned>, Error> {
@@ -125,12 +163,12 @@ impl<'e> Engine<'e> {
         Ok(merge(self.migrations(), &first.rows.unwrap_or_default()))
     }
 
-    fn find(&self, version: i64) -> Option<&'e Migration> {
+    pub(crate) fn find(&self, version: i64) -> Option<&'e Migration> {
         self.config.migrations.get(version)
     }
 
     /// One round trip: the schema, the server version and every row.
-    async fn first_read(&self, client: &Client) -> Result<FirstRead, Error> {
+    pub(crate) async fn first_read(&self, client: &Client) -> Result<FirstRead, Error> {
         let table = &self.config.table;
         let sql = match &self.config.schema {
             Some(schema) => format!(
@@ -194,7 +232,7 @@ impl<'e> Engine<'e> {
         })
     }
 
-    fn session_reset_sql(&self, server_version: i32) -> String {
+    pub(crate) fn session_reset_sql(&self, server_version: i32) -> String {
         // RESET ALL would also undo our own setting, so it is set again right after.
         let mut sql = String::from("RESET ALL;\n");
         sql.push_str(&self.check_interval_sql(server_version));
@@ -223,12 +261,8 @@ impl<'e> Engine<'e> {
         Ok(())
     }
 
-    async fn apply_all(
-        &self,
-        client: &Client,
-        table: &Table,
-        server_version: i32,
-    ) -> Result<Report, Error> {
+    async fn apply_all(&self, session: &Session<'_>) -> Result<Report, Error> {
+        let (client, table, server_version) = (session.client, session.table, session.server_version);
         let version_is_integer = self.ensure_table(client, table).await?;
         let rows = history::read_rows(client, table).await?;
         let statuses = merge(self.migrations(), &rows);
@@ -243,43 +277,97 @@ impl<'e> Engine<'e> {
             warnings: verdict.warnings,
             ..Report::default()
         };
-        for version in verdict.pending {
-            let Some(migration) = self.find(version) else {
-                continue;
-            };
-            if version_is_integer && i32::try_from(version).is_err() {
+        let pending: Vec<&Migration> = verdict
+            .pending
+            .iter()
+            .filter_map(|version| self.find(*version))
+            .collect();
+        for migration in &pending {
+            if version_is_integer && i32::try_from(migration.version()).is_err() {
                 return Err(Error::VersionTooLarge {
-                    version,
+                    version: migration.version(),
                     table: table.display(),
                 });
             }
-            let outcome = if migration.no_transaction() {
-                self.apply_no_transaction(client, table, migration, server_version)
-                    .await?
-            } else {
-                self.apply_transactional(client, table, migration, server_version)
-                    .await?
-            };
-            match outcome {
-                Outcome::Applied(applied) => {
-                    tracing::info!(
-                        version = applied.version,
-                        name = %applied.name,
-                        duration_ms = applied.duration_ms,
-                        "applied migration"
-                    );
-                    report.applied.push(applied);
+        }
+        if pending.is_empty() {
+            return Ok(report);
+        }
+        let versions: Vec<i64> = pending.iter().map(|migration| migration.version()).collect();
+        self.config
+            .hooks
+            .call(HookContext {
+                point: HookPoint::BeforeRun,
+                pending: versions.clone(),
+                migration: None,
+            })
+            .await?;
+        if self.config.grouped {
+            if let Some(migration) = pending.iter().find(|migration| migration.no_transaction()) {
+                return Err(Error::GroupedNoTransaction {
+                    version: migration.version(),
+                    name: migration.name().to_owned(),
+                });
+            }
+            let outcomes = self
+                .apply_transactional(client, table, &pending, server_version)
+                .await?;
+            for (migration, outcome) in pending.iter().zip(outcomes) {
+                self.record(&mut report, migration, outcome);
+            }
+        } else {
+            for migration in &pending {
+                let each = |point| HookContext {
+                    point,
+                    pending: versions.clone(),
+                    migration: Some((migration.version(), migration.name().to_owned())),
+                };
+                self.config.hooks.call(each(HookPoint::BeforeEach)).await?;
+                let outcomes = if migration.no_transaction() {
+                    vec![
+                        self.apply_no_transaction(client, table, migration, server_version)
+                            .await?,
+                    ]
+                } else {
+                    self.apply_transactional(client, table, &[*migration], server_version)
+                        .await?
+                };
+                for outcome in outcomes {
+                    self.record(&mut report, migration, outcome);
                 }
-                Outcome::AppliedByOther => report.applied_by_others.push(version),
+                self.config.hooks.call(each(HookPoint::AfterEach)).await?;
             }
         }
+        self.config
+            .hooks
+            .call(HookContext {
+                point: HookPoint::AfterRun,
+                pending: versions,
+                migration: None,
+            })
+            .await?;
         Ok(report)
+    }
+
+    fn record(&self, report: &mut Report, migration: &Migration, outcome: Outcome) {
+        match outcome {
+            Outcome::Applied(applied) => {
+                tracing::info!(
+                    version = applied.version,
+                    name = %applied.name,
+                    duration_ms = applied.duration_ms,
+                    "applied migration"
+                );
+                report.applied.push(applied);
+            }
+            Outcome::AppliedByOther => report.applied_by_others.push(migration.version()),
+        }
     }
 
     /// Creates or adopts the history table (and its log) in one transaction under a transaction
     /// advisory lock, so starters behind a transaction pooler cannot race on `CREATE TABLE` either.
     /// Returns whether `version` is an INTEGER (an adopted pybmpmon table).
-    async fn ensure_table(&self, client: &Client, table: &Table) -> Result<bool, Error> {
+    pub(crate) async fn ensure_table(&self, client: &Client, table: &Table) -> Result<bool, Error> {
         let begin = format!(
             "BEGIN;\nSELECT pg_advisory_xact_lock({});",
             lock::key(table)
@@ -317,7 +405,7 @@ impl<'e> Engine<'e> {
         result
     }
 
-    fn insert_sql(&self, table: &Table, migration: &Migration, state: &str) -> String {
+    pub(crate) fn insert_sql(&self, table: &Table, migration: &Migration, state: &str) -> String {
         format!(
             "INSERT INTO {} (version, name, checksum, state, applied_by, down_sql) VALUES ({}, {}, {}, '{state}', current_user, {});\n",
             table.qualified,
@@ -328,96 +416,132 @@ impl<'e> Engine<'e> {
         )
     }
 
+    /// Applies `group` (one migration, or all of a grouped run) in one transaction and one round
+    /// trip: `BEGIN`, then per migration its history row, its SQL, a check that the row is still
+    /// there (with the execution time) and the log entry, then `COMMIT`.
     async fn apply_transactional(
         &self,
         client: &Client,
         table: &Table,
-        migration: &Migration,
+        group: &[&Migration],
         server_version: i32,
-    ) -> Result<Outcome, Error> {
-        let version = migration.version();
-        let mut prefix = String::from("BEGIN;\n");
-        let mut prefix_statements = 1;
+    ) -> Result<Vec<Outcome>, Error> {
+        let grouped = group.len() > 1;
+        let mut sql = String::from("BEGIN;\n");
+        let mut statements = 1;
         if let Some(timeout) = self.config.lock_timeout {
-            prefix.push_str(&format!(
-                "SET LOCAL lock_timeout = {};\n",
-                timeout.as_millis()
-            ));
-            prefix_statements += 1;
+            sql.push_str(&format!("SET LOCAL lock_timeout = {};\n", timeout.as_millis()));
+            statements += 1;
         }
         if let Some(timeout) = self.config.statement_timeout {
-            prefix.push_str(&format!(
+            sql.push_str(&format!(
                 "SET LOCAL statement_timeout = {};\n",
                 timeout.as_millis()
             ));
-            prefix_statements += 1;
+            statements += 1;
         }
-        // The history row goes first: a second applier behind a transaction pooler blocks on its
-        // key and then fails with a unique violation instead of applying the migration again.
-        prefix.push_str(&self.insert_sql(table, migration, "applied"));
-        prefix_statements += 1;
-        let migration_statements = lexer::split(migration.up_sql())
-            .iter()
-            .filter(|statement| !statement.is_empty())
-            .count();
-        // The newline ends a trailing `--` comment; the `;` a last statement without one.
-        let suffix = format!(
-            "\n;\nWITH u AS (UPDATE {t} SET execution_time_ms = (extract(epoch FROM clock_timestamp() - now()) * 1000)::int WHERE version = {version} RETURNING execution_time_ms) \
-             SELECT 1 / count(*), max(execution_time_ms) FROM u;\n{log}COMMIT;\n{reset}",
-            t = table.qualified,
-            log = history::log_sql(
-                table,
-                version,
-                Action::Apply,
-                &self.host,
-                "(extract(epoch FROM clock_timestamp() - now()) * 1000)::int",
-                None
-            ),
-            reset = self.session_reset_sql(server_version),
-        );
-        let sql = format!("{prefix}{}{suffix}", migration.up_sql());
+        // In a grouped run now() is the start of the whole group, so each migration notes its own
+        // start in a transaction-local setting.
+        let since = if grouped {
+            "current_setting('migrate.started')::timestamptz"
+        } else {
+            "now()"
+        };
+        let elapsed = format!("(extract(epoch FROM clock_timestamp() - {since}) * 1000)::int");
+        let mut segments = Vec::with_capacity(group.len());
+        for migration in group {
+            let version = migration.version();
+            if grouped {
+                sql.push_str("SELECT set_config('migrate.started', clock_timestamp()::text, true);\n");
+                statements += 1;
+            }
+            // The history row goes first: a second applier behind a transaction pooler blocks on
+            // its key and then fails with a unique violation instead of applying it again.
+            sql.push_str(&self.insert_sql(table, migration, "applied"));
+            let insert_statement = statements;
+            statements += 1;
+            let sql_start = sql.len();
+            sql.push_str(migration.up_sql());
+            let migration_statements = lexer::split(migration.up_sql())
+                .iter()
+                .filter(|statement| !statement.is_empty())
+                .count();
+            // The newline ends a trailing `--` comment; the `;` a last statement without one.
+            sql.push_str(&format!(
+                "\n;\nWITH u AS (UPDATE {t} SET execution_time_ms = {elapsed} WHERE version = {version} RETURNING execution_time_ms) \
+                 SELECT 1 / count(*), max(execution_time_ms) FROM u;\n{log}",
+                t = table.qualified,
+                log = history::log_sql(table, version, Action::Apply, &self.host, &elapsed, None),
+            ));
+            segments.push(Segment {
+                migration,
+                insert_statement,
+                sql_start,
+                first_statement: insert_statement + 1,
+                statements: migration_statements,
+            });
+            statements += migration_statements + 2;
+        }
+        sql.push_str("COMMIT;\n");
+        sql.push_str(&self.session_reset_sql(server_version));
         let mut attempt = 0;
         loop {
             let outcome = batch::run(client, &sql).await;
             let completed = outcome.completed();
             let Some(error) = outcome.error else {
-                let duration_ms = outcome
-                    .messages
+                // The check's row tells each migration's duration; rows of the migrations' own
+                // statements are told apart by their position in the batch.
+                let mut statement = 0;
+                let mut durations = Vec::with_capacity(group.len());
+                for message in &outcome.messages {
+                    match message {
+                        SimpleQueryMessage::CommandComplete(_) => statement += 1,
+                        SimpleQueryMessage::Row(row)
+                            if segments.iter().any(|segment| {
+                                segment.first_statement + segment.statements == statement
+                            }) =>
+                        {
+                            durations.push(row.get(1).and_then(|ms| ms.parse::<u64>().ok()).unwrap_or(0));
+                        }
+                        _ => {}
+                    }
+                }
+                return Ok(group
                     .iter()
-                    .filter_map(|message| match message {
-                        SimpleQueryMessage::Row(row) => row.get(1)?.parse::<u64>().ok(),
-                        _ => None,
+                    .zip(durations)
+                    .map(|(migration, duration_ms)| {
+                        Outcome::Applied(Applied {
+                            version: migration.version(),
+                            name: migration.name().to_owned(),
+                            duration_ms,
+                            no_transaction: false,
+                        })
                     })
-                    .next_back()
-                    .unwrap_or(0);
-                return Ok(Outcome::Applied(Applied {
-                    version,
-                    name: migration.name().to_owned(),
-                    duration_ms,
-                    no_transaction: false,
-                }));
+                    .collect());
             };
             rollback(client).await;
-            if completed + 1 < prefix_statements {
-                return Err(Error::db(
-                    format!("could not start migration {version}"),
-                    error,
-                ));
-            }
-            if completed + 1 == prefix_statements {
+            let Some(segment) = segments
+                .iter()
+                .rev()
+                .find(|segment| completed >= segment.insert_statement)
+            else {
+                return Err(Error::db("could not start the migration transaction", error));
+            };
+            let migration = segment.migration;
+            let version = migration.version();
+            if completed == segment.insert_statement {
                 if is_history_conflict(&error, table) {
-                    return Ok(Outcome::AppliedByOther);
+                    return Ok(group.iter().map(|_| Outcome::AppliedByOther).collect());
                 }
                 return Err(Error::db(
                     format!("could not record migration {version} in the history table"),
                     error,
                 ));
             }
-            let failed_statement = completed - prefix_statements;
-            // Right after the migration come the history UPDATE and the log INSERT: if either
+            let failed_statement = completed - segment.first_statement;
+            // Right after the migration come the history check and the log INSERT: if either
             // failed, the migration removed or changed them.
-            if failed_statement == migration_statements
-                || failed_statement == migration_statements + 1
+            if failed_statement == segment.statements || failed_statement == segment.statements + 1
             {
                 return Err(Error::HistoryTampered {
                     version,
@@ -444,9 +568,9 @@ impl<'e> Engine<'e> {
             let line = error_line(
                 migration.up_sql(),
                 &error,
-                prefix.len(),
+                segment.sql_start,
                 &sql,
-                (failed_statement < migration_statements).then_some(failed_statement),
+                (failed_statement < segment.statements).then_some(failed_statement),
             );
             return Err(failure(migration, line, false, Vec::new(), error));
         }
@@ -603,7 +727,7 @@ fn warn_all(warnings: &[String]) {
     }
 }
 
-fn elapsed_ms(started: Instant) -> u64 {
+pub(crate) fn elapsed_ms(started: Instant) -> u64 {
     u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
@@ -629,7 +753,7 @@ fn is_history_conflict(error: &tokio_postgres::Error, table: &Table) -> bool {
 
 /// The line of the migration file an error points at: PostgreSQL's position when it gives one
 /// inside the migration's text, else the first line of the failing statement.
-fn error_line(
+pub(crate) fn error_line(
     migration_sql: &str,
     error: &tokio_postgres::Error,
     prefix_bytes: usize,
@@ -653,7 +777,7 @@ fn error_line(
         .map(|statement| statement.line)
 }
 
-fn failure(
+pub(crate) fn failure(
     migration: &Migration,
     line: Option<u32>,
     no_transaction: bool,
@@ -673,7 +797,7 @@ fn failure(
 }
 
 /// `SQLSTATE 42P01: relation "x" does not exist`, for the history row's `error` column.
-fn describe(error: &tokio_postgres::Error) -> String {
+pub(crate) fn describe(error: &tokio_postgres::Error) -> String {
     match error.as_db_error() {
         Some(db) => format!("SQLSTATE {}: {}", db.code().code(), db.message()),
         None => error.to_string(),

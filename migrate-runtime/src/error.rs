@@ -118,6 +118,32 @@ pub enum Error {
     /// No schema was configured and the connection has none (its `search_path` names no
     /// existing schema).
     NoCurrentSchema,
+    /// A hook failed; for a `before` hook, the step it guards did not run.
+    Hook {
+        /// Where the hook was called.
+        point: crate::HookPoint,
+        /// The hook's error.
+        source: crate::HookError,
+    },
+    /// A rollback reached a migration that has no down SQL; nothing was rolled back.
+    Irreversible {
+        /// The migration's version.
+        version: i64,
+        /// Its name.
+        name: String,
+    },
+    /// Baseline needs a history with no migrations recorded.
+    BaselineOnHistory {
+        /// How many are recorded.
+        recorded: usize,
+    },
+    /// A grouped run (one transaction for all) cannot hold a no-transaction migration.
+    GroupedNoTransaction {
+        /// The migration's version.
+        version: i64,
+        /// Its name.
+        name: String,
+    },
     /// A target version that is not in this set of migrations.
     UnknownTarget {
         /// The version asked for.
@@ -176,6 +202,7 @@ impl Error {
             | Error::Unknown { .. }
             | Error::OutOfOrder { .. }
             | Error::Load(_) => 4,
+            Error::Irreversible { .. } | Error::GroupedNoTransaction { .. } => 4,
             _ => 1,
         }
     }
@@ -294,6 +321,19 @@ impl fmt::Display for Error {
                 }
                 Ok(())
             }
+            Error::Hook { point, .. } => write!(f, "the {point:?} hook failed; the step it guards did not run"),
+            Error::Irreversible { version, name } => write!(
+                f,
+                "migration {version} `{name}` has no down SQL, so the rollback stopped before reverting anything; add a down file, or roll back to a version above it"
+            ),
+            Error::BaselineOnHistory { recorded } => write!(
+                f,
+                "baseline refused: the history table already records {recorded} migration(s); baseline is for a database whose schema predates its history"
+            ),
+            Error::GroupedNoTransaction { version, name } => write!(
+                f,
+                "migration {version} `{name}` runs outside a transaction, so a grouped (all-or-nothing) run cannot include it; run without grouping, or up to the version before it"
+            ),
             Error::NoCurrentSchema => write!(
                 f,
                 "the connection has no current schema (its search_path names no existing schema); set search_path or configure the history table's schema"
@@ -312,6 +352,7 @@ impl std::error::Error for Error {
             Error::Pool(source) => Some(source),
             Error::Database { source, .. } => Some(source),
             Error::Migration(failure) => Some(&failure.source),
+            Error::Hook { source, .. } => Some(source.as_ref()),
             _ => None,
         }
     }

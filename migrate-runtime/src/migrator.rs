@@ -8,7 +8,7 @@ use tokio_postgres::Client;
 use crate::apply::Engine;
 use crate::connection::Connection;
 use crate::status::Policy;
-use crate::{Error, Migrations, Report, Status};
+use crate::{Error, Migrations, Redo, RedoMismatch, Repair, Repaired, Report, Rollback, Status, Validation};
 
 /// A runner for a set of migrations, with its settings. [`Migrations::run`] is
 /// `Migrator::new(migrations).run(pool)` with the defaults.
@@ -40,6 +40,8 @@ pub struct Migrator<'a> {
     pub(crate) policy: Policy,
     pub(crate) transaction_pooler: bool,
     pub(crate) connection_check_interval: Duration,
+    pub(crate) grouped: bool,
+    pub(crate) hooks: crate::hooks::Hooks,
 }
 
 impl<'a> Migrator<'a> {
@@ -61,6 +63,8 @@ impl<'a> Migrator<'a> {
             policy: Policy::default(),
             transaction_pooler: false,
             connection_check_interval: Duration::from_secs(2),
+            grouped: false,
+            hooks: crate::hooks::Hooks::default(),
         }
     }
 
@@ -140,6 +144,37 @@ impl<'a> Migrator<'a> {
         self
     }
 
+    /// Apply all pending migrations in one transaction: all or nothing. Refused when one of them
+    /// runs outside a transaction.
+    pub fn grouped(mut self, grouped: bool) -> Self {
+        self.grouped = grouped;
+        self
+    }
+
+    /// Calls `hook` at `point` of each run (see [`HookPoint`](crate::HookPoint)); e.g. a backup
+    /// before anything is applied. A failing before-hook stops the run before that step.
+    ///
+    /// ```no_run
+    /// # async fn example(pool: deadpool_postgres::Pool, migrations: &migrate_runtime::Migrations) -> Result<(), migrate_runtime::Error> {
+    /// use migrate_runtime::{HookPoint, Migrator};
+    /// Migrator::new(migrations)
+    ///     .hook(HookPoint::BeforeRun, |context| async move {
+    ///         println!("about to apply {:?}", context.pending);
+    ///         Ok(())
+    ///     })
+    ///     .run(&pool)
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn hook<F, Fut>(mut self, point: crate::HookPoint, hook: F) -> Self
+    where
+        F: Fn(crate::HookContext) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<(), crate::HookError>> + Send + 'static,
+    {
+        self.hooks.add(point, hook);
+        self
+    }
+
     /// Applies what is pending, taking a connection from `pool`.
     ///
     /// When nothing is pending this is one query on a pooled connection, which goes back to the
@@ -175,5 +210,130 @@ impl<'a> Migrator<'a> {
     /// Like [`status`](Self::status), on a client.
     pub async fn status_client(&self, client: &Client) -> Result<Vec<Status>, Error> {
         Engine::new(self)?.status(client).await
+    }
+
+    /// Rolls back newest first: down to a version, or the newest `n`. Each down runs in a
+    /// transaction with the removal of its history row; a migration without down SQL stops the
+    /// rollback before anything is reverted. A version this binary does not know is rolled back
+    /// with the down SQL stored when it was applied.
+    pub async fn down(&self, pool: &Pool, how: Rollback) -> Result<Report, Error> {
+        let connection = Connection::Pooled(pool.get().await?);
+        let engine = Engine::new(self)?;
+        let first = engine.first_read(&connection).await?;
+        let started = std::time::Instant::now();
+        let mut report = engine
+            .with_lock(connection, &first, async |session| {
+                engine.rollback(session, how).await
+            })
+            .await?;
+        report.took_lock = !self.transaction_pooler;
+        report.elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        Ok(report)
+    }
+
+    /// Goes up or down to `version`: up when it is at or above the newest applied migration
+    /// (applying the pending ones up to it), down otherwise.
+    pub async fn to(&self, pool: &Pool, version: i64) -> Result<Report, Error> {
+        let newest_applied = {
+            let connection = Connection::Pooled(pool.get().await?);
+            let engine = Engine::new(self)?;
+            engine
+                .first_read(&connection)
+                .await?
+                .rows
+                .unwrap_or_default()
+                .iter()
+                .map(|row| row.version)
+                .max()
+        };
+        if newest_applied.is_some_and(|newest| version < newest) {
+            self.down(pool, Rollback::To(version)).await
+        } else {
+            self.clone().target(version).run(pool).await
+        }
+    }
+
+    /// Records the migrations up to `version` as applied, with their checksums, without running
+    /// them: for a database whose schema existed before its history. Refused when anything is
+    /// recorded already. Returns the versions recorded.
+    pub async fn baseline(&self, pool: &Pool, version: i64) -> Result<Vec<i64>, Error> {
+        let connection = Connection::Pooled(pool.get().await?);
+        let engine = Engine::new(self)?;
+        let first = engine.first_read(&connection).await?;
+        engine
+            .with_lock(connection, &first, async |session| {
+                engine.baseline(session, version).await
+            })
+            .await
+    }
+
+    /// Clears `failed` and `running` records (the migration is pending again; what it left
+    /// behind, e.g. INVALID indexes, is reported) and re-stamps the checksums of deliberately
+    /// edited applied files.
+    pub async fn repair(&self, pool: &Pool, scope: &Repair) -> Result<Repaired, Error> {
+        let connection = Connection::Pooled(pool.get().await?);
+        let engine = Engine::new(self)?;
+        let first = engine.first_read(&connection).await?;
+        engine
+            .with_lock(connection, &first, async |session| {
+                engine.repair(session, scope).await
+            })
+            .await
+    }
+
+    /// Checks the migrations against the database, changing nothing: modified, unknown, removed,
+    /// failed, running, out-of-order, missing down SQL.
+    pub async fn validate(&self, pool: &Pool) -> Result<Validation, Error> {
+        let statuses = self.status(pool).await?;
+        Ok(Validation::new(statuses, self.policy))
+    }
+
+    /// The round-trip check, for a scratch database (it applies and reverts everything): for each
+    /// migration in order, up, snapshot, down, compare with the schema before, up again.
+    pub async fn redo(&self, pool: &Pool) -> Result<Redo, Error> {
+        let mut redo = Redo::default();
+        let mut previous: Option<i64> = None;
+        for migration in self.migrations.iter() {
+            let version = migration.version();
+            let before = self.snapshot(pool).await?;
+            self.clone().target(version).run(pool).await?;
+            if migration.down().is_none() {
+                redo.irreversible.push(version);
+                previous = Some(version);
+                continue;
+            }
+            self.down(pool, Rollback::To(previous.unwrap_or(version - 1)))
+                .await?;
+            let after_down = self.snapshot(pool).await?;
+            if after_down == before {
+                redo.restored.push(version);
+            } else {
+                redo.mismatches.push(RedoMismatch {
+                    version,
+                    name: migration.name().to_owned(),
+                    missing: before.difference(&after_down).cloned().collect(),
+                    left_behind: after_down.difference(&before).cloned().collect(),
+                });
+            }
+            self.clone().target(version).run(pool).await?;
+            previous = Some(version);
+        }
+        Ok(redo)
+    }
+
+    async fn snapshot(&self, pool: &Pool) -> Result<std::collections::BTreeSet<String>, Error> {
+        let connection = Connection::Pooled(pool.get().await?);
+        let engine = Engine::new(self)?;
+        let first = engine.first_read(&connection).await?;
+        let table = crate::history::Table::new(&first.schema, &self.table);
+        crate::redo::snapshot(&connection, &table).await
+    }
+
+    /// The exact SQL script a run would execute now (history table creation, the lock, each
+    /// pending migration with its history and log rows), for a DBA to review or run with
+    /// `psql -f`. Writes nothing.
+    pub async fn script(&self, pool: &Pool) -> Result<String, Error> {
+        let connection = Connection::Pooled(pool.get().await?);
+        Engine::new(self)?.script(&connection).await
     }
 }

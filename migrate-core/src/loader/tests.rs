@@ -247,6 +247,13 @@ fn check_script_for_the_runtime() {
         Ok(Directives::default())
     );
     assert_eq!(check_script("1_a.sql", "").unwrap_err().len(), 1);
+    assert_eq!(check_script("1_a.sql", "\u{feff} \n").unwrap_err().len(), 1);
+    assert_eq!(
+        check_script("1_a.sql", "\u{feff}-- migrate:no-transaction\nVACUUM;"),
+        Ok(Directives {
+            no_transaction: true
+        })
+    );
     // Every problem, not only the first.
     assert_eq!(
         check_script("1_a.sql", "-- migrate:x\nVACUUM;\nCOMMIT;")

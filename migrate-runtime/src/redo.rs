@@ -1,0 +1,102 @@
+//! Redo: the round-trip check. On a scratch database, each migration goes up, down and up again,
+//! and the schema after its down must equal the schema before its up.
+
+use std::collections::BTreeSet;
+
+use serde::Serialize;
+use tokio_postgres::{Client, SimpleQueryMessage};
+
+use crate::history::Table;
+use crate::ident::literal;
+use crate::Error;
+
+/// A down that did not restore the schema.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RedoMismatch {
+    /// The migration's version.
+    pub version: i64,
+    /// Its name.
+    pub name: String,
+    /// Objects present before the up and missing after the down.
+    pub missing: Vec<String>,
+    /// Objects present after the down that were not there before the up (e.g. an index the down
+    /// forgot to drop).
+    pub left_behind: Vec<String>,
+}
+
+/// The result of a redo.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Redo {
+    /// Versions whose up/down/up round trip restored the schema.
+    pub restored: Vec<i64>,
+    /// Versions without down SQL (applied, not round-tripped).
+    pub irreversible: Vec<i64>,
+    /// Downs that did not restore the schema.
+    pub mismatches: Vec<RedoMismatch>,
+}
+
+impl Redo {
+    /// Whether every down restored the schema.
+    pub fn is_ok(&self) -> bool {
+        self.mismatches.is_empty()
+    }
+}
+
+/// The schema as a set of lines, one per object (relations, columns, indexes, constraints,
+/// functions, types, triggers, schemas, extensions), leaving out the history table and its log.
+pub(crate) async fn snapshot(client: &Client, table: &Table) -> Result<BTreeSet<String>, Error> {
+    let skip = format!(
+        "(SELECT array_remove(ARRAY[to_regclass({}), to_regclass({})]::oid[], NULL))",
+        literal(&table.qualified),
+        literal(&table.log)
+    );
+    let user = "NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'";
+    let sql = format!(
+        "SELECT 'relation ' || n.nspname || '.' || c.relname || ' kind ' || c.relkind \
+           FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+           WHERE n.nspname {user} AND c.relkind <> 't' AND c.oid <> ALL {skip} \
+             AND NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indexrelid = c.oid AND i.indrelid = ANY {skip}) \
+         UNION ALL \
+         SELECT 'column ' || n.nspname || '.' || c.relname || '.' || a.attname || ' ' || format_type(a.atttypid, a.atttypmod) \
+                || CASE WHEN a.attnotnull THEN ' not null' ELSE '' END \
+                || coalesce(' default ' || pg_get_expr(d.adbin, d.adrelid), '') \
+           FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
+           LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum \
+           WHERE n.nspname {user} AND a.attnum > 0 AND NOT a.attisdropped AND c.relkind IN ('r','p','v','m','f','c') AND c.oid <> ALL {skip} \
+         UNION ALL \
+         SELECT 'index ' || pg_get_indexdef(i.indexrelid) FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
+           WHERE n.nspname {user} AND i.indrelid <> ALL {skip} \
+         UNION ALL \
+         SELECT 'constraint ' || n.nspname || '.' || co.conname || ' ' || pg_get_constraintdef(co.oid) \
+           FROM pg_constraint co JOIN pg_namespace n ON n.oid = co.connamespace \
+           WHERE n.nspname {user} AND co.conrelid <> ALL {skip} \
+         UNION ALL \
+         SELECT 'function ' || p.oid::regprocedure::text || ' ' || md5(coalesce(p.prosrc, '')) \
+           FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace \
+           WHERE n.nspname {user} AND NOT EXISTS (SELECT 1 FROM pg_depend dep WHERE dep.objid = p.oid AND dep.deptype = 'e') \
+         UNION ALL \
+         SELECT 'type ' || n.nspname || '.' || t.typname || ' ' || t.typtype || coalesce(' ' || (SELECT string_agg(e.enumlabel, ',' ORDER BY e.enumsortorder) FROM pg_enum e WHERE e.enumtypid = t.oid), '') \
+           FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace \
+           WHERE n.nspname {user} AND t.typtype IN ('e','d','r','m') \
+         UNION ALL \
+         SELECT 'trigger ' || pg_get_triggerdef(tg.oid) FROM pg_trigger tg WHERE NOT tg.tgisinternal \
+         UNION ALL \
+         SELECT 'view ' || c.oid::regclass::text || ' ' || md5(pg_get_viewdef(c.oid)) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+           WHERE n.nspname {user} AND c.relkind IN ('v','m') \
+         UNION ALL \
+         SELECT 'schema ' || n.nspname FROM pg_namespace n WHERE n.nspname {user} \
+         UNION ALL \
+         SELECT 'extension ' || extname FROM pg_extension"
+    );
+    let messages = client
+        .simple_query(&sql)
+        .await
+        .map_err(|e| Error::db("could not snapshot the schema", e))?;
+    Ok(messages
+        .iter()
+        .filter_map(|message| match message {
+            SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
+            _ => None,
+        })
+        .collect())
+}

@@ -1,0 +1,408 @@
+//! Applying migrations: the normal path, the fast path, plans, targets, statement splitting,
+//! no-transaction files and session settings.
+
+use std::time::Duration;
+
+use migrate_runtime::{Migration, Migrator, Script};
+use pg_harness::test_db;
+
+use crate::support::*;
+
+#[tokio::test]
+async fn fresh_database_applies_all_in_order_then_nothing() {
+    let db = test_db("fresh_applies_all").await;
+    let pool = db.pool(2);
+    let migrations = of(vec![
+        mig(1, "create_a", "CREATE TABLE a (id int PRIMARY KEY);"),
+        Migration::new(
+            2,
+            "create_b",
+            Script::new("2_create_b.up.sql", "CREATE TABLE b (id int);", false),
+            Some(Script::new("2_create_b.down.sql", "DROP TABLE b;", false)),
+        ),
+        // Gaps are normal (timestamps); the order is numeric, not textual.
+        mig(10, "fill_a", "INSERT INTO a VALUES (1), (2), (3);"),
+    ]);
+
+    let report = migrations.run(&pool).await.expect("first run");
+    assert_eq!(applied(&report), vec![1, 2, 10]);
+    assert!(report.took_lock);
+    assert!(report.warnings.is_empty(), "{:?}", report.warnings);
+    assert!(report.applied_by_others.is_empty());
+    assert!(report.applied.iter().all(|applied| !applied.no_transaction));
+    assert_eq!(report.applied[1].name, "create_b");
+
+    let client = db.client().await;
+    let user = scalar(&client, "SELECT current_user").await.expect("user");
+    let recorded = rows(
+        &client,
+        "SELECT version, name, checksum, state, applied_by, down_sql, error, execution_time_ms \
+         FROM public.schema_migrations ORDER BY version",
+    )
+    .await;
+    assert_eq!(recorded.len(), 3);
+    for (row, migration) in recorded.iter().zip(migrations.iter()) {
+        assert_eq!(row[0].as_deref(), Some(migration.version().to_string().as_str()));
+        assert_eq!(row[1].as_deref(), Some(migration.name()));
+        assert_eq!(row[2].as_deref(), Some(migration.checksum()));
+        assert_eq!(row[2].as_ref().map(String::len), Some(64), "sha-256 hex");
+        assert_eq!(row[3].as_deref(), Some("applied"));
+        assert_eq!(row[4].as_deref(), Some(user.as_str()));
+        assert_eq!(row[5].as_deref(), migration.down_sql());
+        assert_eq!(row[6], None);
+        assert!(row[7].as_deref().is_some_and(|ms| ms.parse::<i64>().is_ok()));
+    }
+    assert_eq!(
+        scalar(
+            &client,
+            "SELECT bool_and(applied_at <= next) FROM (SELECT applied_at, \
+             lead(applied_at, 1, 'infinity') OVER (ORDER BY version) AS next FROM public.schema_migrations) s"
+        )
+        .await
+        .as_deref(),
+        Some("t"),
+        "applied in version order"
+    );
+    assert_eq!(
+        log(&client).await,
+        vec![
+            (1, "apply".to_owned()),
+            (2, "apply".to_owned()),
+            (10, "apply".to_owned())
+        ]
+    );
+    assert_eq!(
+        rows(
+            &client,
+            "SELECT DISTINCT by, host <> '', duration_ms IS NOT NULL, error IS NULL FROM public.schema_migrations_log"
+        )
+        .await,
+        vec![vec![
+            Some(user.clone()),
+            Some("t".to_owned()),
+            Some("t".to_owned()),
+            Some("t".to_owned())
+        ]]
+    );
+    assert_eq!(number(&client, "SELECT count(*) FROM a").await, 3);
+
+    // The second run reads, finds nothing pending, and writes nothing.
+    let snapshot = "SELECT (SELECT max(xmin::text::bigint) FROM public.schema_migrations)::text || '/' || \
+                    (SELECT string_agg(version || ' ' || applied_at || ' ' || execution_time_ms || ' ' || state, ',' ORDER BY version) FROM public.schema_migrations) || '/' || \
+                    (SELECT count(*) FROM public.schema_migrations_log) || '/' || \
+                    (SELECT max(xmin::text::bigint) FROM public.schema_migrations_log)::text";
+    let before = scalar(&client, snapshot).await;
+    let report = migrations.run(&pool).await.expect("second run");
+    assert!(report.applied.is_empty(), "{report:?}");
+    assert!(!report.took_lock, "nothing pending must not take the lock");
+    assert!(report.warnings.is_empty());
+    assert_eq!(scalar(&client, snapshot).await, before);
+    assert_eq!(number(&client, "SELECT count(*) FROM a").await, 3);
+}
+
+#[tokio::test]
+async fn plain_client_is_consumed_and_closed() {
+    let db = test_db("plain_client").await;
+    let migrations = set(&[
+        (1, "create_a", "CREATE TABLE a (id int);"),
+        (2, "fill_a", "INSERT INTO a VALUES (7);"),
+    ]);
+    let runner = db.client().await;
+    let report = Migrator::new(&migrations)
+        .run_client(runner)
+        .await
+        .expect("run on a client");
+    assert_eq!(applied(&report), vec![1, 2]);
+
+    let client = db.client().await;
+    assert_eq!(history(&client).await, vec![1, 2]);
+    assert_eq!(number(&client, "SELECT sum(id) FROM a").await, 7);
+    // The runner owned the client and closed it: no other session is left in this database
+    // (a session left open could hold the migration lock).
+    wait_for(
+        &client,
+        "SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid())",
+        Duration::from_secs(10),
+    )
+    .await;
+
+    // And `Migrations::run_client` with nothing pending.
+    let report = migrations
+        .run_client(db.client().await)
+        .await
+        .expect("second run on a client");
+    assert!(report.applied.is_empty());
+    assert!(!report.took_lock);
+}
+
+#[tokio::test]
+async fn dollar_quotes_and_do_blocks_with_semicolons() {
+    let db = test_db("dollar_quotes").await;
+    let pool = db.pool(2);
+    let function = "CREATE FUNCTION add_one(i int) RETURNS int LANGUAGE plpgsql AS $fn$\n\
+                    BEGIN\n\
+                    \x20 -- a comment; with a semicolon\n\
+                    \x20 RETURN i + 1;\n\
+                    END;\n\
+                    $fn$;\n\
+                    DO $$ BEGIN CREATE TABLE from_do (v text); INSERT INTO from_do VALUES ('a;b'); END $$;\n\
+                    CREATE FUNCTION semi() RETURNS text LANGUAGE sql AS $$ SELECT 'x;y' $$;\n\
+                    CREATE FUNCTION atomic_two() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; SELECT 2; END;\n\
+                    /* a /* nested */ comment; */ CREATE TABLE quoted (v text DEFAULT E'it\\'s; fine');\n";
+    // The same kind of text in a no-transaction file, where the runner must split it itself:
+    // a wrong split would send half a function body.
+    let no_transaction = "CREATE FUNCTION nt_fn() RETURNS text LANGUAGE plpgsql AS $body$\n\
+                          DECLARE s text := 'p;q';\n\
+                          BEGIN RETURN s; END;\n\
+                          $body$;\n\
+                          DO $do$ BEGIN PERFORM 1; CREATE TABLE nt_do (id int); END $do$;\n\
+                          CREATE INDEX CONCURRENTLY nt_do_id ON nt_do (id)";
+    let migrations = of(vec![
+        mig(1, "functions", function),
+        mig_nt(2, "no_tx_functions", no_transaction),
+    ]);
+    let report = migrations.run(&pool).await.expect("run");
+    assert_eq!(applied(&report), vec![1, 2]);
+
+    let client = db.client().await;
+    assert_eq!(number(&client, "SELECT add_one(41)").await, 42);
+    assert_eq!(scalar(&client, "SELECT v FROM from_do").await.as_deref(), Some("a;b"));
+    assert_eq!(scalar(&client, "SELECT semi()").await.as_deref(), Some("x;y"));
+    assert_eq!(number(&client, "SELECT atomic_two()").await, 2);
+    assert_eq!(
+        scalar(&client, "SELECT column_default FROM information_schema.columns WHERE table_name = 'quoted'")
+            .await
+            .as_deref(),
+        Some("'it''s; fine'::text")
+    );
+    assert_eq!(scalar(&client, "SELECT nt_fn()").await.as_deref(), Some("p;q"));
+    assert!(exists(&client, "public.nt_do").await);
+    assert_eq!(
+        scalar(&client, "SELECT indisvalid FROM pg_index WHERE indexrelid = 'nt_do_id'::regclass")
+            .await
+            .as_deref(),
+        Some("t")
+    );
+    assert_eq!(
+        column(&client, "SELECT state FROM schema_migrations ORDER BY version").await,
+        vec!["applied", "applied"]
+    );
+}
+
+#[tokio::test]
+async fn create_index_concurrently_in_a_no_transaction_file() {
+    let db = test_db("cic_no_transaction").await;
+    let pool = db.pool(2);
+    let migrations = of(vec![
+        mig(
+            1,
+            "items",
+            "CREATE TABLE items (id int, v text);\n\
+             INSERT INTO items SELECT g, g::text FROM generate_series(1, 1000) g;",
+        ),
+        mig_nt(
+            2,
+            "items_v_idx",
+            "CREATE INDEX CONCURRENTLY items_v_idx ON items (v);\n\
+             COMMENT ON INDEX items_v_idx IS 'made concurrently';\n",
+        ),
+        mig(3, "after", "CREATE TABLE after_idx (id int);"),
+    ]);
+    let report = migrations.run(&pool).await.expect("run");
+    assert_eq!(applied(&report), vec![1, 2, 3]);
+    assert_eq!(
+        report
+            .applied
+            .iter()
+            .map(|applied| applied.no_transaction)
+            .collect::<Vec<_>>(),
+        vec![false, true, false]
+    );
+
+    let client = db.client().await;
+    assert_eq!(
+        rows(
+            &client,
+            "SELECT indisvalid, indisready, obj_description(indexrelid, 'pg_class') \
+             FROM pg_index WHERE indexrelid = 'items_v_idx'::regclass"
+        )
+        .await,
+        vec![vec![
+            Some("t".to_owned()),
+            Some("t".to_owned()),
+            Some("made concurrently".to_owned())
+        ]]
+    );
+    assert_eq!(
+        rows(
+            &client,
+            "SELECT state, checksum, error FROM schema_migrations WHERE version = 2"
+        )
+        .await,
+        vec![vec![
+            Some("applied".to_owned()),
+            Some(migrations.get(2).expect("2").checksum().to_owned()),
+            None
+        ]]
+    );
+    assert!(exists(&client, "public.after_idx").await);
+    assert_eq!(
+        log(&client).await,
+        vec![
+            (1, "apply".to_owned()),
+            (2, "apply".to_owned()),
+            (3, "apply".to_owned())
+        ]
+    );
+}
+
+#[tokio::test]
+async fn session_settings_of_a_migration_do_not_leak() {
+    let db = test_db("settings_do_not_leak").await;
+    let pool = db.pool(2);
+    let migrations = of(vec![
+        mig(
+            1,
+            "other_schema",
+            "CREATE SCHEMA other;\nSET search_path = other;\nCREATE TABLE in_other (id int);",
+        ),
+        mig(2, "in_public", "CREATE TABLE in_public (id int);"),
+        mig(3, "tight_timeout", "SET statement_timeout = '1ms';"),
+        mig(
+            4,
+            "slow",
+            "SELECT pg_sleep(0.05);\nCREATE TABLE after_timeout (id int);",
+        ),
+        mig_nt(
+            5,
+            "no_tx_settings",
+            "SET search_path = other;\nSET statement_timeout = '1ms';\nSET lock_timeout = '1ms';",
+        ),
+        mig(
+            6,
+            "in_public_again",
+            "SELECT pg_sleep(0.05);\nCREATE TABLE in_public_again (id int);",
+        ),
+        mig_nt(
+            7,
+            "no_tx_in_public",
+            "SELECT pg_sleep(0.05);\nCREATE TABLE nt_in_public (id int);",
+        ),
+    ]);
+    let report = migrations.run(&pool).await.expect("run");
+    assert_eq!(applied(&report), vec![1, 2, 3, 4, 5, 6, 7]);
+
+    let client = db.client().await;
+    for table in [
+        "other.in_other",
+        "public.in_public",
+        "public.after_timeout",
+        "public.in_public_again",
+        "public.nt_in_public",
+        "public.schema_migrations",
+        "public.schema_migrations_log",
+    ] {
+        assert!(exists(&client, table).await, "{table} is missing");
+    }
+    for table in [
+        "other.in_public",
+        "other.in_public_again",
+        "other.nt_in_public",
+        "other.schema_migrations",
+    ] {
+        assert!(!exists(&client, table).await, "{table} should not exist");
+    }
+    assert_eq!(history(&client).await, vec![1, 2, 3, 4, 5, 6, 7]);
+    assert_eq!(
+        column(&client, "SELECT DISTINCT state FROM public.schema_migrations").await,
+        vec!["applied"]
+    );
+    // The pooled connection (it went back to the pool only if nothing was pending, which is not
+    // the case here) must not carry the settings either: a fresh run is the fast path.
+    let report = migrations.run(&pool).await.expect("second run");
+    assert!(!report.took_lock);
+}
+
+#[tokio::test]
+async fn target_applies_up_to_it_and_a_later_run_the_rest() {
+    let db = test_db("target").await;
+    let pool = db.pool(2);
+    let migrations = set(&[
+        (1, "a", "CREATE TABLE a (id int);"),
+        (2, "b", "CREATE TABLE b (id int);"),
+        (3, "c", "CREATE TABLE c (id int);"),
+        (4, "d", "CREATE TABLE d (id int);"),
+    ]);
+    let report = Migrator::new(&migrations)
+        .target(2)
+        .run(&pool)
+        .await
+        .expect("run to 2");
+    assert_eq!(applied(&report), vec![1, 2]);
+    let client = db.client().await;
+    assert_eq!(history(&client).await, vec![1, 2]);
+    assert!(exists(&client, "b").await);
+    assert!(!exists(&client, "c").await);
+
+    // At the target already: nothing to do, on the fast path.
+    let report = Migrator::new(&migrations)
+        .target(2)
+        .run(&pool)
+        .await
+        .expect("run to 2 again");
+    assert!(report.applied.is_empty());
+    assert!(!report.took_lock);
+
+    let report = migrations.run(&pool).await.expect("run all");
+    assert_eq!(applied(&report), vec![3, 4]);
+    assert_eq!(history(&client).await, vec![1, 2, 3, 4]);
+    assert!(exists(&client, "d").await);
+}
+
+#[tokio::test]
+async fn plan_writes_nothing() {
+    let db = test_db("plan").await;
+    let pool = db.pool(2);
+    let migrations = of(vec![
+        mig(1, "a", "CREATE TABLE a (id int);"),
+        mig_nt(2, "a_idx", "CREATE INDEX CONCURRENTLY a_idx ON a (id);"),
+        mig(3, "b", "CREATE TABLE b (id int);"),
+    ]);
+    let client = db.client().await;
+    let catalog_before = catalog(&client).await;
+
+    let plan = Migrator::new(&migrations).plan(&pool).await.expect("plan");
+    assert_eq!(plan.len(), 3);
+    for (planned, migration) in plan.iter().zip(migrations.iter()) {
+        assert_eq!(planned.version, migration.version());
+        assert_eq!(planned.name, migration.name());
+        assert_eq!(planned.checksum, migration.checksum());
+        assert_eq!(planned.sql, migration.up_sql());
+        assert_eq!(planned.no_transaction, migration.no_transaction());
+    }
+    assert!(plan[1].no_transaction);
+    assert_eq!(
+        scalar(&client, "SELECT to_regclass('schema_migrations') IS NULL")
+            .await
+            .as_deref(),
+        Some("t")
+    );
+    assert_eq!(catalog(&client).await, catalog_before);
+    let json = serde_json::to_value(&plan).expect("plan as JSON");
+    assert_eq!(json[0]["checksum"], migrations.get(1).expect("1").checksum());
+
+    // On a client, after part of the set was applied: only what is pending.
+    Migrator::new(&migrations)
+        .target(1)
+        .run(&pool)
+        .await
+        .expect("run to 1");
+    let plan = Migrator::new(&migrations)
+        .plan_client(&client)
+        .await
+        .expect("plan on a client");
+    assert_eq!(plan.iter().map(|p| p.version).collect::<Vec<_>>(), vec![2, 3]);
+    assert_eq!(history(&client).await, vec![1]);
+    assert!(!exists(&client, "a_idx").await);
+}

@@ -1,0 +1,2 @@
+DROP TABLE bmp_peers;
+DROP TABLE routers;

@@ -1,0 +1,3 @@
+ALTER TABLE route_updates
+    DROP COLUMN local_pref,
+    DROP COLUMN med;

@@ -1,0 +1,5 @@
+//! Integration tests of the `migrate` facade: one binary, one module per concern.
+
+mod embed;
+mod rebuild;
+mod ui;

@@ -1,0 +1,3 @@
+static M: migrate::Migrations = migrate::embed_migrations!("tests/ui/fixtures/whitespace_only");
+
+fn main() {}
