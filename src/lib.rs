@@ -2,9 +2,13 @@
 #![warn(missing_docs, unreachable_pub)]
 
 pub use migrate_runtime::{
-    Applied, Error, LockHolder, Migration, MigrationFailure, Migrations, Migrator, Planned,
-    Problem, Report, Script, State, Status,
+    Applied, Error, Event, HookContext, HookError, HookPoint, Issue, IssueKind, LockHolder,
+    Migration, MigrationFailure, Migrations, Migrator, Planned, Problem, Redo, RedoMismatch,
+    Repair, Repaired, Report, Rollback, Script, State, Status, Validation,
 };
+
+#[cfg(feature = "cli")]
+pub mod cli;
 
 /// Embeds a migrations directory into the binary at build time.
 ///

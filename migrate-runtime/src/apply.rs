@@ -95,7 +95,9 @@ impl<'e> Engine<'e> {
         }
         let pooler = self.config.transaction_pooler;
         let mut report = self
-            .with_lock(connection, &first, async |session| self.apply_all(session).await)
+            .with_lock(connection, &first, async |session| {
+                self.apply_all(session).await
+            })
             .await?;
         report.took_lock = !pooler;
         report.elapsed_ms = elapsed_ms(started);
@@ -262,7 +264,8 @@ impl<'e> Engine<'e> {
     }
 
     async fn apply_all(&self, session: &Session<'_>) -> Result<Report, Error> {
-        let (client, table, server_version) = (session.client, session.table, session.server_version);
+        let (client, table, server_version) =
+            (session.client, session.table, session.server_version);
         let version_is_integer = self.ensure_table(client, table).await?;
         let rows = history::read_rows(client, table).await?;
         let statuses = merge(self.migrations(), &rows);
@@ -293,7 +296,10 @@ impl<'e> Engine<'e> {
         if pending.is_empty() {
             return Ok(report);
         }
-        let versions: Vec<i64> = pending.iter().map(|migration| migration.version()).collect();
+        let versions: Vec<i64> = pending
+            .iter()
+            .map(|migration| migration.version())
+            .collect();
         self.config
             .hooks
             .call(HookContext {
@@ -430,7 +436,10 @@ impl<'e> Engine<'e> {
         let mut sql = String::from("BEGIN;\n");
         let mut statements = 1;
         if let Some(timeout) = self.config.lock_timeout {
-            sql.push_str(&format!("SET LOCAL lock_timeout = {};\n", timeout.as_millis()));
+            sql.push_str(&format!(
+                "SET LOCAL lock_timeout = {};\n",
+                timeout.as_millis()
+            ));
             statements += 1;
         }
         if let Some(timeout) = self.config.statement_timeout {
@@ -452,7 +461,9 @@ impl<'e> Engine<'e> {
         for migration in group {
             let version = migration.version();
             if grouped {
-                sql.push_str("SELECT set_config('migrate.started', clock_timestamp()::text, true);\n");
+                sql.push_str(
+                    "SELECT set_config('migrate.started', clock_timestamp()::text, true);\n",
+                );
                 statements += 1;
             }
             // The history row goes first: a second applier behind a transaction pooler blocks on
@@ -501,7 +512,11 @@ impl<'e> Engine<'e> {
                                 segment.first_statement + segment.statements == statement
                             }) =>
                         {
-                            durations.push(row.get(1).and_then(|ms| ms.parse::<u64>().ok()).unwrap_or(0));
+                            durations.push(
+                                row.get(1)
+                                    .and_then(|ms| ms.parse::<u64>().ok())
+                                    .unwrap_or(0),
+                            );
                         }
                         _ => {}
                     }
@@ -525,7 +540,10 @@ impl<'e> Engine<'e> {
                 .rev()
                 .find(|segment| completed >= segment.insert_statement)
             else {
-                return Err(Error::db("could not start the migration transaction", error));
+                return Err(Error::db(
+                    "could not start the migration transaction",
+                    error,
+                ));
             };
             let migration = segment.migration;
             let version = migration.version();
@@ -639,8 +657,11 @@ impl<'e> Engine<'e> {
         let reset = if pooler { String::new() } else { reset };
         match failed {
             None => {
+                // The reset comes first, so the migration's own session settings (e.g.
+                // `default_transaction_read_only`, a tiny `statement_timeout`) cannot stop its
+                // recording; READ WRITE for the same reason behind a pooler, where there is none.
                 let done = format!(
-                    "BEGIN;\nUPDATE {} SET state = 'applied', execution_time_ms = {duration_ms} WHERE version = {version};\n{}COMMIT;\n{reset}",
+                    "{reset}BEGIN READ WRITE;\nUPDATE {} SET state = 'applied', execution_time_ms = {duration_ms} WHERE version = {version};\n{}COMMIT;",
                     table.qualified,
                     history::log_sql(table, version, Action::Apply, &self.host, &duration_ms.to_string(), None),
                 );
@@ -662,7 +683,7 @@ impl<'e> Engine<'e> {
                 let invalid_indexes = invalid_indexes(client).await;
                 let message = describe(&error);
                 let record = format!(
-                    "{reset}BEGIN;\nUPDATE {} SET state = 'failed', execution_time_ms = {duration_ms}, error = {} WHERE version = {version};\n{}COMMIT;",
+                    "{reset}BEGIN READ WRITE;\nUPDATE {} SET state = 'failed', execution_time_ms = {duration_ms}, error = {} WHERE version = {version};\n{}COMMIT;",
                     table.qualified,
                     literal(&message),
                     history::log_sql(table, version, Action::Fail, &self.host, &duration_ms.to_string(), Some(&message)),

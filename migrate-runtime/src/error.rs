@@ -88,7 +88,7 @@ pub enum Error {
         /// How long the runner waited.
         waited: Duration,
         /// Who held the lock when the runner gave up, if it could be seen.
-        holder: Option<LockHolder>,
+        holder: Option<Box<LockHolder>>,
     },
     /// A table of the history table's name exists with a shape this runner does not own.
     ForeignTable {

@@ -85,7 +85,7 @@ pub(crate) async fn acquire(client: &Client, table: &Table, wait: Wait) -> Resul
         }
         let waited = started.elapsed();
         if waited >= wait.timeout {
-            let holder = holder(client, key).await.ok().flatten();
+            let holder = holder(client, key).await.ok().flatten().map(Box::new);
             return Err(Error::LockTimeout { waited, holder });
         }
         if last_report.elapsed() >= wait.report_every {

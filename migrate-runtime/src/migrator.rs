@@ -8,7 +8,9 @@ use tokio_postgres::Client;
 use crate::apply::Engine;
 use crate::connection::Connection;
 use crate::status::Policy;
-use crate::{Error, Migrations, Redo, RedoMismatch, Repair, Repaired, Report, Rollback, Status, Validation};
+use crate::{
+    Error, Migrations, Redo, RedoMismatch, Repair, Repaired, Report, Rollback, Status, Validation,
+};
 
 /// A runner for a set of migrations, with its settings. [`Migrations::run`] is
 /// `Migrator::new(migrations).run(pool)` with the defaults.
@@ -319,6 +321,15 @@ impl<'a> Migrator<'a> {
             previous = Some(version);
         }
         Ok(redo)
+    }
+
+    /// The audit trail (`<table>_log`), oldest first; writes nothing.
+    pub async fn history(&self, pool: &Pool) -> Result<Vec<crate::Event>, Error> {
+        let connection = Connection::Pooled(pool.get().await?);
+        let engine = Engine::new(self)?;
+        let first = engine.first_read(&connection).await?;
+        let table = crate::history::Table::new(&first.schema, &self.table);
+        crate::events::read(&connection, &table).await
     }
 
     async fn snapshot(&self, pool: &Pool) -> Result<std::collections::BTreeSet<String>, Error> {

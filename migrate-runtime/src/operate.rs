@@ -118,7 +118,10 @@ impl Engine<'_> {
                         .map(|directives| directives.no_transaction)
                         .unwrap_or(false);
                     Script::new(
-                        format!("down_sql of version {} (from the history table)", row.version),
+                        format!(
+                            "down_sql of version {} (from the history table)",
+                            row.version
+                        ),
                         sql.clone(),
                         no_transaction,
                     )
@@ -164,7 +167,10 @@ impl Engine<'_> {
         let mut prefix = String::from("BEGIN;\n");
         let mut prefix_statements = 1;
         if let Some(timeout) = self.config.lock_timeout {
-            prefix.push_str(&format!("SET LOCAL lock_timeout = {};\n", timeout.as_millis()));
+            prefix.push_str(&format!(
+                "SET LOCAL lock_timeout = {};\n",
+                timeout.as_millis()
+            ));
             prefix_statements += 1;
         }
         let started = Instant::now();
@@ -250,7 +256,14 @@ impl Engine<'_> {
         let done = format!(
             "BEGIN;\nDELETE FROM {} WHERE version = {version};\n{}COMMIT;\n{}",
             table.qualified,
-            history::log_sql(table, version, Action::Rollback, &self.host, &duration.to_string(), None),
+            history::log_sql(
+                table,
+                version,
+                Action::Rollback,
+                &self.host,
+                &duration.to_string(),
+                None
+            ),
             self.session_reset_sql(session.server_version),
         );
         client.batch_execute(&done).await.map_err(|e| {
@@ -295,7 +308,10 @@ impl Engine<'_> {
         }
         sql.push_str("COMMIT;");
         client.batch_execute(&sql).await.map_err(|e| {
-            Error::db(format!("could not record the baseline at version {version}"), e)
+            Error::db(
+                format!("could not record the baseline at version {version}"),
+                e,
+            )
         })?;
         Ok(chosen.iter().map(|migration| migration.version()).collect())
     }
@@ -336,7 +352,14 @@ impl Engine<'_> {
                             .map(|error| format!(" ({error})"))
                             .unwrap_or_default()
                     );
-                    sql.push_str(&history::log_sql(table, version, Action::Repair, &self.host, "0", Some(&note)));
+                    sql.push_str(&history::log_sql(
+                        table,
+                        version,
+                        Action::Repair,
+                        &self.host,
+                        "0",
+                        Some(&note),
+                    ));
                     repaired.cleared.push(status.clone());
                 }
                 State::Modified => {
@@ -352,7 +375,14 @@ impl Engine<'_> {
                         status.applied_checksum.as_deref().unwrap_or_default(),
                         status.checksum.as_deref().unwrap_or_default()
                     );
-                    sql.push_str(&history::log_sql(table, version, Action::Repair, &self.host, "0", Some(&note)));
+                    sql.push_str(&history::log_sql(
+                        table,
+                        version,
+                        Action::Repair,
+                        &self.host,
+                        "0",
+                        Some(&note),
+                    ));
                     repaired.restamped.push(status.clone());
                 }
                 _ if matches!(scope, Repair::Versions(_)) => repaired.untouched.push(version),

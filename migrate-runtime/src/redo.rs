@@ -46,13 +46,13 @@ impl Redo {
 /// functions, types, triggers, schemas, extensions), leaving out the history table and its log.
 pub(crate) async fn snapshot(client: &Client, table: &Table) -> Result<BTreeSet<String>, Error> {
     let skip = format!(
-        "(SELECT array_remove(ARRAY[to_regclass({}), to_regclass({})]::oid[], NULL))",
+        "(array_remove(ARRAY[to_regclass({}), to_regclass({})]::oid[], NULL))",
         literal(&table.qualified),
         literal(&table.log)
     );
     let user = "NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'";
     let sql = format!(
-        "SELECT 'relation ' || n.nspname || '.' || c.relname || ' kind ' || c.relkind \
+        "SELECT 'relation ' || n.nspname || '.' || c.relname || ' kind ' || c.relkind::text \
            FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
            WHERE n.nspname {user} AND c.relkind <> 't' AND c.oid <> ALL {skip} \
              AND NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indexrelid = c.oid AND i.indrelid = ANY {skip}) \
@@ -75,7 +75,7 @@ pub(crate) async fn snapshot(client: &Client, table: &Table) -> Result<BTreeSet<
            FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace \
            WHERE n.nspname {user} AND NOT EXISTS (SELECT 1 FROM pg_depend dep WHERE dep.objid = p.oid AND dep.deptype = 'e') \
          UNION ALL \
-         SELECT 'type ' || n.nspname || '.' || t.typname || ' ' || t.typtype || coalesce(' ' || (SELECT string_agg(e.enumlabel, ',' ORDER BY e.enumsortorder) FROM pg_enum e WHERE e.enumtypid = t.oid), '') \
+         SELECT 'type ' || n.nspname || '.' || t.typname || ' ' || t.typtype::text || coalesce(' ' || (SELECT string_agg(e.enumlabel, ',' ORDER BY e.enumsortorder) FROM pg_enum e WHERE e.enumtypid = t.oid), '') \
            FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace \
            WHERE n.nspname {user} AND t.typtype IN ('e','d','r','m') \
          UNION ALL \

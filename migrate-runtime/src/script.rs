@@ -53,13 +53,24 @@ impl Engine<'_> {
                 sql.push_str(&self.insert_sql(&table, migration, "running"));
                 for statement in lexer::split(up).iter().filter(|s| !s.is_empty()) {
                     sql.push_str(statement.text.trim_end());
-                    sql.push_str(if statement.text.trim_end().ends_with(';') { "\n" } else { "\n;\n" });
+                    sql.push_str(if statement.text.trim_end().ends_with(';') {
+                        "\n"
+                    } else {
+                        "\n;\n"
+                    });
                 }
                 sql.push_str(&format!(
                     "UPDATE {} SET state = 'applied' WHERE version = {version};\n",
                     table.qualified
                 ));
-                sql.push_str(&history::log_sql(&table, *version, Action::Apply, "psql", "NULL", None));
+                sql.push_str(&history::log_sql(
+                    &table,
+                    *version,
+                    Action::Apply,
+                    "psql",
+                    "NULL",
+                    None,
+                ));
             } else {
                 sql.push_str("BEGIN;\n");
                 sql.push_str(&self.insert_sql(&table, migration, "applied"));
@@ -68,7 +79,14 @@ impl Engine<'_> {
                     "\n;\nUPDATE {} SET execution_time_ms = {elapsed} WHERE version = {version};\n",
                     table.qualified
                 ));
-                sql.push_str(&history::log_sql(&table, *version, Action::Apply, "psql", elapsed, None));
+                sql.push_str(&history::log_sql(
+                    &table,
+                    *version,
+                    Action::Apply,
+                    "psql",
+                    elapsed,
+                    None,
+                ));
                 sql.push_str("COMMIT;\n");
             }
         }

@@ -149,9 +149,17 @@ pub(crate) fn judge(
         .filter(|status| status.state != State::Unknown)
         .map(|status| status.version)
         .max();
+    // Versions a newer release applied (`unknown`) count too: applying an older pending one
+    // under them would make that release find a version it does not know below its newest, and
+    // refuse to start (`Removed`).
     let newest_applied = statuses
         .iter()
-        .filter(|status| matches!(status.state, State::Applied | State::Modified))
+        .filter(|status| {
+            matches!(
+                status.state,
+                State::Applied | State::Modified | State::Unknown
+            )
+        })
         .map(|status| status.version)
         .max();
     let mut verdict = Verdict::default();

@@ -54,9 +54,15 @@ impl Validation {
             .filter(|status| status.state != State::Unknown)
             .map(|status| status.version)
             .max();
+        // As in `judge`: versions a newer release applied count as applied.
         let newest_applied = statuses
             .iter()
-            .filter(|status| matches!(status.state, State::Applied | State::Modified))
+            .filter(|status| {
+                matches!(
+                    status.state,
+                    State::Applied | State::Modified | State::Unknown
+                )
+            })
             .map(|status| status.version)
             .max();
         let mut issues = Vec::new();
@@ -75,9 +81,7 @@ impl Validation {
                     issues.push(issue(IssueKind::Removed, true))
                 }
                 State::Unknown => issues.push(issue(IssueKind::Unknown, policy.strict_unknown)),
-                State::Pending
-                    if newest_applied.is_some_and(|newest| status.version < newest) =>
-                {
+                State::Pending if newest_applied.is_some_and(|newest| status.version < newest) => {
                     issues.push(issue(IssueKind::OutOfOrder, !policy.allow_out_of_order))
                 }
                 _ => {}

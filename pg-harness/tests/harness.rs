@@ -80,7 +80,8 @@ async fn database_url_mode() {
     assert_eq!(external.host(), Cluster::shared().host());
     assert_eq!(external.postmaster_pid(), None);
     let db = external.create_database("external").await.unwrap();
-    assert_eq!(db.url, url.replace("/postgres", &format!("/{}", db.name)));
+    let base = url.strip_suffix("/postgres").unwrap();
+    assert_eq!(db.url, format!("{base}/{}", db.name));
     let client = db.client().await;
     let row = client
         .query_one("SELECT current_database()", &[])
@@ -123,12 +124,11 @@ fn child_process_holding_a_cluster() {
         cluster.postmaster_pid().unwrap(),
         cluster.dir().unwrap().display()
     );
-    if mode == "exit" {
-        std::process::exit(0);
+    if mode == "wait" {
+        // Wait to be killed; should the parent test die first, its end of our stdin closes.
+        let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut Vec::new());
     }
-    loop {
-        std::thread::sleep(Duration::from_secs(1));
-    }
+    std::process::exit(0);
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -148,7 +148,7 @@ fn child_ends_and_server_stops(end: End) {
     ])
     .env(CHILD_ENV, if end == End::Exit { "exit" } else { "wait" })
     .env_remove("DATABASE_URL")
-    .stdin(Stdio::null())
+    .stdin(Stdio::piped())
     .stdout(Stdio::piped())
     .stderr(Stdio::inherit());
     if end == End::SigkillProcessGroup {
@@ -159,8 +159,9 @@ fn child_ends_and_server_stops(end: End) {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(rest) = line.strip_prefix("PG_HARNESS_CHILD ") {
-                let _ = tx.send(rest.to_owned());
+            // libtest prints "test NAME ... " on the same line first.
+            if let Some(i) = line.find("PG_HARNESS_CHILD ") {
+                let _ = tx.send(line[i + "PG_HARNESS_CHILD ".len()..].to_owned());
             }
         }
     });

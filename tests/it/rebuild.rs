@@ -1,1 +1,122 @@
+//! A migration file added after a build is picked up by the next `cargo build` when the crate's
+//! build script has the documented line `println!("cargo:rerun-if-changed=migrations");`.
+//!
+//! `include_str!` makes cargo track each embedded file but not the directory, so without that line
+//! a new file would silently be missing from the binary. The test builds a throwaway crate that
+//! depends on this one, runs it, adds a file, and builds and runs it again.
 
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+const BUILD_RS: &str = r#"fn main() {
+    println!("cargo:rerun-if-changed=migrations");
+}
+"#;
+
+const MAIN_RS: &str = r#"static MIGRATIONS: migrate::Migrations = migrate::embed_migrations!("migrations");
+
+fn main() {
+    println!("{}", MIGRATIONS.len());
+}
+"#;
+
+#[test]
+fn a_new_migration_file_is_picked_up_with_the_build_script_line() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let target = target_dir();
+    let probe = target
+        .join("rebuild-probe")
+        .join(std::process::id().to_string());
+    let _cleanup = RemoveOnDrop(probe.clone());
+    let _ = std::fs::remove_dir_all(&probe);
+    std::fs::create_dir_all(probe.join("src")).expect("create the probe crate");
+    std::fs::create_dir_all(probe.join("migrations")).expect("create its migrations directory");
+    let manifest = format!(
+        "[package]\nname = \"rebuild-probe\"\nversion = \"0.0.0\"\nedition = \"2021\"\npublish = false\n\n\
+         [dependencies]\nmigrate = {{ path = {root:?} }}\n\n\
+         # Not a member of the `migrate` workspace around it.\n[workspace]\n",
+        root = root.display().to_string(),
+    );
+    write(&probe.join("Cargo.toml"), &manifest);
+    // Our lockfile, so that `--offline` resolves to the versions our own build already has.
+    std::fs::copy(root.join("Cargo.lock"), probe.join("Cargo.lock")).expect("copy Cargo.lock");
+    write(&probe.join("build.rs"), BUILD_RS);
+    write(&probe.join("src/main.rs"), MAIN_RS);
+    write(
+        &probe.join("migrations/1_create_t.sql"),
+        "CREATE TABLE t (id int);\n",
+    );
+
+    // The same target directory as our own build, so the facade's dependencies are not compiled
+    // again (cargo releases its lock on it before it runs the tests).
+    let started = Instant::now();
+    assert_eq!(build_and_run(&probe, &target), "1");
+    let first = started.elapsed();
+
+    write(
+        &probe.join("migrations/2_add_column.sql"),
+        "ALTER TABLE t ADD COLUMN name text;\n",
+    );
+    let started = Instant::now();
+    assert_eq!(
+        build_and_run(&probe, &target),
+        "2",
+        "the new migration file was not picked up by the rebuild"
+    );
+    eprintln!(
+        "rebuild probe: first build {:.1?}, rebuild after adding a file {:.1?}",
+        first,
+        started.elapsed()
+    );
+}
+
+/// The target directory this test binary was built in (`<target>/<profile>/deps/it-<hash>`).
+fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    exe.ancestors()
+        .nth(3)
+        .expect("the test binary lives in <target>/<profile>/deps")
+        .to_path_buf()
+}
+
+fn build_and_run(probe: &Path, target: &Path) -> String {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let output = Command::new(cargo)
+        .args(["build", "--offline", "--quiet"])
+        .current_dir(probe)
+        .env("CARGO_TARGET_DIR", target)
+        // Set by the trybuild test running in parallel; here paths resolve from the probe's own
+        // manifest, as in a user's crate.
+        .env_remove("MIGRATE_MANIFEST_DIR")
+        .output()
+        .expect("run cargo");
+    assert!(
+        output.status.success(),
+        "cargo build of the probe failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let binary = target
+        .join("debug")
+        .join(format!("rebuild-probe{}", std::env::consts::EXE_SUFFIX));
+    let output = Command::new(&binary)
+        .output()
+        .unwrap_or_else(|error| panic!("run {}: {error}", binary.display()));
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8(output.stdout)
+        .expect("utf-8 output")
+        .trim()
+        .to_string()
+}
+
+fn write(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap_or_else(|error| panic!("write {}: {error}", path.display()));
+}
+
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

@@ -42,7 +42,10 @@ async fn fresh_database_applies_all_in_order_then_nothing() {
     .await;
     assert_eq!(recorded.len(), 3);
     for (row, migration) in recorded.iter().zip(migrations.iter()) {
-        assert_eq!(row[0].as_deref(), Some(migration.version().to_string().as_str()));
+        assert_eq!(
+            row[0].as_deref(),
+            Some(migration.version().to_string().as_str())
+        );
         assert_eq!(row[1].as_deref(), Some(migration.name()));
         assert_eq!(row[2].as_deref(), Some(migration.checksum()));
         assert_eq!(row[2].as_ref().map(String::len), Some(64), "sha-256 hex");
@@ -50,7 +53,9 @@ async fn fresh_database_applies_all_in_order_then_nothing() {
         assert_eq!(row[4].as_deref(), Some(user.as_str()));
         assert_eq!(row[5].as_deref(), migration.down_sql());
         assert_eq!(row[6], None);
-        assert!(row[7].as_deref().is_some_and(|ms| ms.parse::<i64>().is_ok()));
+        assert!(row[7]
+            .as_deref()
+            .is_some_and(|ms| ms.parse::<i64>().is_ok()));
     }
     assert_eq!(
         scalar(
@@ -167,25 +172,44 @@ async fn dollar_quotes_and_do_blocks_with_semicolons() {
 
     let client = db.client().await;
     assert_eq!(number(&client, "SELECT add_one(41)").await, 42);
-    assert_eq!(scalar(&client, "SELECT v FROM from_do").await.as_deref(), Some("a;b"));
-    assert_eq!(scalar(&client, "SELECT semi()").await.as_deref(), Some("x;y"));
+    assert_eq!(
+        scalar(&client, "SELECT v FROM from_do").await.as_deref(),
+        Some("a;b")
+    );
+    assert_eq!(
+        scalar(&client, "SELECT semi()").await.as_deref(),
+        Some("x;y")
+    );
     assert_eq!(number(&client, "SELECT atomic_two()").await, 2);
     assert_eq!(
-        scalar(&client, "SELECT column_default FROM information_schema.columns WHERE table_name = 'quoted'")
-            .await
-            .as_deref(),
+        scalar(
+            &client,
+            "SELECT column_default FROM information_schema.columns WHERE table_name = 'quoted'"
+        )
+        .await
+        .as_deref(),
         Some("'it''s; fine'::text")
     );
-    assert_eq!(scalar(&client, "SELECT nt_fn()").await.as_deref(), Some("p;q"));
+    assert_eq!(
+        scalar(&client, "SELECT nt_fn()").await.as_deref(),
+        Some("p;q")
+    );
     assert!(exists(&client, "public.nt_do").await);
     assert_eq!(
-        scalar(&client, "SELECT indisvalid FROM pg_index WHERE indexrelid = 'nt_do_id'::regclass")
-            .await
-            .as_deref(),
+        scalar(
+            &client,
+            "SELECT indisvalid FROM pg_index WHERE indexrelid = 'nt_do_id'::regclass"
+        )
+        .await
+        .as_deref(),
         Some("t")
     );
     assert_eq!(
-        column(&client, "SELECT state FROM schema_migrations ORDER BY version").await,
+        column(
+            &client,
+            "SELECT state FROM schema_migrations ORDER BY version"
+        )
+        .await,
         vec!["applied", "applied"]
     );
 }
@@ -261,7 +285,8 @@ async fn create_index_concurrently_in_a_no_transaction_file() {
 async fn session_settings_of_a_migration_do_not_leak() {
     let db = test_db("settings_do_not_leak").await;
     let pool = db.pool(2);
-    let migrations = of(vec![
+    let migrations =
+        of(vec![
         mig(
             1,
             "other_schema",
@@ -289,9 +314,14 @@ async fn session_settings_of_a_migration_do_not_leak() {
             "no_tx_in_public",
             "SELECT pg_sleep(0.05);\nCREATE TABLE nt_in_public (id int);",
         ),
+        // A setting that would make the runner's own bookkeeping fail if it still applied.
+        mig_nt(8, "no_tx_read_only", "SET default_transaction_read_only = on;"),
+        mig(9, "tx_read_only", "SET default_transaction_read_only = on;"),
+        mig_nt(10, "writes_after", "CREATE TABLE writes_after (id int);"),
+        mig(11, "writes_again", "INSERT INTO writes_after VALUES (1);"),
     ]);
     let report = migrations.run(&pool).await.expect("run");
-    assert_eq!(applied(&report), vec![1, 2, 3, 4, 5, 6, 7]);
+    assert_eq!(applied(&report), (1..=11).collect::<Vec<_>>());
 
     let client = db.client().await;
     for table in [
@@ -313,9 +343,17 @@ async fn session_settings_of_a_migration_do_not_leak() {
     ] {
         assert!(!exists(&client, table).await, "{table} should not exist");
     }
-    assert_eq!(history(&client).await, vec![1, 2, 3, 4, 5, 6, 7]);
+    assert_eq!(history(&client).await, (1..=11).collect::<Vec<_>>());
     assert_eq!(
-        column(&client, "SELECT DISTINCT state FROM public.schema_migrations").await,
+        number(&client, "SELECT count(*) FROM writes_after").await,
+        1
+    );
+    assert_eq!(
+        column(
+            &client,
+            "SELECT DISTINCT state FROM public.schema_migrations"
+        )
+        .await,
         vec!["applied"]
     );
     // The pooled connection (it went back to the pool only if nothing was pending, which is not
@@ -390,7 +428,10 @@ async fn plan_writes_nothing() {
     );
     assert_eq!(catalog(&client).await, catalog_before);
     let json = serde_json::to_value(&plan).expect("plan as JSON");
-    assert_eq!(json[0]["checksum"], migrations.get(1).expect("1").checksum());
+    assert_eq!(
+        json[0]["checksum"],
+        migrations.get(1).expect("1").checksum()
+    );
 
     // On a client, after part of the set was applied: only what is pending.
     Migrator::new(&migrations)
@@ -402,7 +443,10 @@ async fn plan_writes_nothing() {
         .plan_client(&client)
         .await
         .expect("plan on a client");
-    assert_eq!(plan.iter().map(|p| p.version).collect::<Vec<_>>(), vec![2, 3]);
+    assert_eq!(
+        plan.iter().map(|p| p.version).collect::<Vec<_>>(),
+        vec![2, 3]
+    );
     assert_eq!(history(&client).await, vec![1]);
     assert!(!exists(&client, "a_idx").await);
 }

@@ -15,7 +15,11 @@ async fn failing_migration_keeps_earlier_ones_and_nothing_of_itself() {
     let pool = db.pool(1);
     let broken = set(&[
         (1, "create_a", "CREATE TABLE a (id int);"),
-        (2, "create_b", "CREATE TABLE b (id int);\nSELECT * FROM nope;"),
+        (
+            2,
+            "create_b",
+            "CREATE TABLE b (id int);\nSELECT * FROM nope;",
+        ),
         (3, "create_c", "CREATE TABLE c (id int);"),
     ]);
     let error = broken.run(&pool).await.expect_err("migration 2 fails");
@@ -38,7 +42,10 @@ async fn failing_migration_keeps_earlier_ones_and_nothing_of_itself() {
 
     let client = db.client().await;
     assert!(exists(&client, "a").await);
-    assert!(!exists(&client, "b").await, "nothing of migration 2 is kept");
+    assert!(
+        !exists(&client, "b").await,
+        "nothing of migration 2 is kept"
+    );
     assert!(!exists(&client, "c").await, "migration 3 never ran");
     assert_eq!(history(&client).await, vec![1]);
     assert_eq!(log(&client).await, vec![(1, "apply".to_owned())]);
@@ -49,7 +56,11 @@ async fn failing_migration_keeps_earlier_ones_and_nothing_of_itself() {
         Duration::from_secs(10),
     )
     .await;
-    assert_eq!(pool.status().size, 0, "the failed run's connection left the pool");
+    assert_eq!(
+        pool.status().size,
+        0,
+        "the failed run's connection left the pool"
+    );
 
     // Fixed file: the same pool (of one connection) works, and 2 and 3 are applied.
     let fixed = set(&[
@@ -109,7 +120,11 @@ async fn error_line_in_a_multi_line_statement() {
     let Error::Migration(failure) = &error else {
         panic!("expected Error::Migration, got {error:?}");
     };
-    assert_eq!(failure.line, Some(6), "the position PostgreSQL gives, as a line of the file");
+    assert_eq!(
+        failure.line,
+        Some(6),
+        "the position PostgreSQL gives, as a line of the file"
+    );
     assert_eq!(failure.code.as_deref(), Some("42P01"));
     let client = db.client().await;
     assert!(!exists(&client, "a").await);
@@ -151,7 +166,10 @@ async fn modified_migration_is_refused_and_nothing_changes() {
     let message = error.to_string();
     assert!(message.contains(applied.as_str()) && message.contains(current.as_str()));
 
-    assert!(!exists(&client, "c").await, "the pending migration after it is not applied");
+    assert!(
+        !exists(&client, "c").await,
+        "the pending migration after it is not applied"
+    );
     assert_eq!(
         rows(&client, "SELECT * FROM schema_migrations ORDER BY version").await,
         before
@@ -195,7 +213,11 @@ async fn running_row_is_refused() {
     assert!(!exists(&client, "a_idx").await);
     assert!(!exists(&client, "b").await);
     assert_eq!(
-        column(&client, "SELECT state FROM schema_migrations ORDER BY version").await,
+        column(
+            &client,
+            "SELECT state FROM schema_migrations ORDER BY version"
+        )
+        .await,
         vec!["applied", "running"]
     );
 }
@@ -218,7 +240,10 @@ async fn failed_no_transaction_migration_is_recorded_and_refused_later() {
         ),
         mig(3, "after", "CREATE TABLE after_idx (id int);"),
     ]);
-    let error = migrations.run(&pool).await.expect_err("the unique index fails");
+    let error = migrations
+        .run(&pool)
+        .await
+        .expect_err("the unique index fails");
     let Error::Migration(failure) = &error else {
         panic!("expected Error::Migration, got {error:?}");
     };
@@ -227,7 +252,10 @@ async fn failed_no_transaction_migration_is_recorded_and_refused_later() {
     assert_eq!(failure.code.as_deref(), Some("23505"));
     assert_eq!(failure.line, Some(3));
     assert!(
-        failure.invalid_indexes.iter().any(|index| index == "dup_v_key"),
+        failure
+            .invalid_indexes
+            .iter()
+            .any(|index| index == "dup_v_key"),
         "{:?}",
         failure.invalid_indexes
     );
@@ -287,7 +315,11 @@ async fn history_table_dropped_by_a_migration_is_rolled_back() {
     let pool = db.pool(1);
     let migrations = set(&[
         (1, "a", "CREATE TABLE a (id int);"),
-        (2, "evil", "CREATE TABLE b (id int);\nDROP TABLE schema_migrations;"),
+        (
+            2,
+            "evil",
+            "CREATE TABLE b (id int);\nDROP TABLE schema_migrations;",
+        ),
     ]);
     let error = migrations.run(&pool).await.expect_err("tampering refused");
     let Error::HistoryTampered { version, name } = &error else {
@@ -302,7 +334,11 @@ async fn history_table_dropped_by_a_migration_is_rolled_back() {
     // Deleting the rows is tampering too.
     let migrations = set(&[
         (1, "a", "CREATE TABLE a (id int);"),
-        (2, "evil", "CREATE TABLE b (id int);\nDELETE FROM schema_migrations;"),
+        (
+            2,
+            "evil",
+            "CREATE TABLE b (id int);\nDELETE FROM schema_migrations;",
+        ),
     ]);
     let error = migrations.run(&pool).await.expect_err("tampering refused");
     assert!(

@@ -38,7 +38,10 @@ async fn lock_wait_timeout_names_the_holder() {
     let holder = holder.as_ref().expect("the holder is named");
     assert_eq!(holder.pid, pid);
     assert!(
-        holder.query.as_deref().is_some_and(|q| q.contains("pg_sleep")),
+        holder
+            .query
+            .as_deref()
+            .is_some_and(|q| q.contains("pg_sleep")),
         "{holder:?}"
     );
     let message = error.to_string();

@@ -46,7 +46,11 @@ pub fn of(list: Vec<Migration>) -> Migrations {
 
 /// The versions a run applied, in order.
 pub fn applied(report: &Report) -> Vec<i64> {
-    report.applied.iter().map(|applied| applied.version).collect()
+    report
+        .applied
+        .iter()
+        .map(|applied| applied.version)
+        .collect()
 }
 
 /// Every row of a query, each column as text (`None` for NULL), through the simple protocol.
@@ -134,7 +138,11 @@ pub async fn log(client: &Client) -> Vec<(i64, String)> {
     .into_iter()
     .map(|row| {
         (
-            row[0].as_deref().expect("version").parse().expect("a version"),
+            row[0]
+                .as_deref()
+                .expect("version")
+                .parse()
+                .expect("a version"),
             row[1].clone().expect("action"),
         )
     })
