@@ -7,6 +7,9 @@ pub use migrate_runtime::{
     Repair, Repaired, Report, Rollback, Script, State, Status, Validation,
 };
 
+/// The driver and pool `migrate` is built on, so a service uses the same versions.
+pub use migrate_runtime::{deadpool_postgres, tokio_postgres};
+
 #[cfg(feature = "cli")]
 pub mod cli;
 

@@ -21,6 +21,7 @@ mod script;
 mod status;
 mod validate;
 
+pub use deadpool_postgres;
 pub use error::{Error, MigrationFailure};
 pub use events::Event;
 pub use hooks::{HookContext, HookError, HookPoint};
@@ -32,4 +33,5 @@ pub use operate::{Repair, Repaired, Rollback};
 pub use redo::{Redo, RedoMismatch};
 pub use report::{Applied, Planned, Report};
 pub use status::{State, Status};
+pub use tokio_postgres;
 pub use validate::{Issue, IssueKind, Validation};
