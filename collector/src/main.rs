@@ -15,7 +15,7 @@ mod feed;
 mod listen;
 mod store;
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::time::SystemTime;
 
@@ -39,7 +39,7 @@ enum Server {
     /// `DATABASE_URL`.
     Url(String),
     /// Started by the collector, stopped and removed when it exits.
-    Throwaway(Cluster),
+    Throwaway(Box<Cluster>),
 }
 
 /// What this run does.
@@ -53,6 +53,7 @@ enum Job {
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .init();
 
@@ -60,7 +61,17 @@ fn main() -> ExitCode {
     let job = match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
         [] => Job::Sample,
         ["--listen", address] => Job::Listen(address.to_owned()),
-        ["migrate", ..] => return migrate_command(Migrator::new(&MIGRATIONS), &args[1..]),
+        ["migrate", ..] => {
+            return match tokio::runtime::Runtime::new() {
+                Ok(runtime) => {
+                    runtime.block_on(migrate::cli::run(Migrator::new(&MIGRATIONS), args))
+                }
+                Err(error) => {
+                    tracing::error!(%error, "cannot start the async runtime");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         ["-h" | "--help"] => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;
@@ -75,7 +86,7 @@ fn main() -> ExitCode {
         Ok(url) if !url.trim().is_empty() => Server::Url(url),
         _ => {
             match start_throwaway_server() {
-                Ok(cluster) => Server::Throwaway(cluster),
+                Ok(cluster) => Server::Throwaway(Box::new(cluster)),
                 Err(error) => {
                     tracing::error!("DATABASE_URL is unset and no throwaway PostgreSQL could be started: {error}");
                     return ExitCode::FAILURE;
@@ -101,10 +112,24 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            tracing::error!("{error}");
+            tracing::error!("{}", with_causes(&*error));
             ExitCode::FAILURE
         }
     }
+}
+
+/// `error: its cause: that one's cause ...`, leaving out a cause its error already shows.
+fn with_causes(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text = format!("{text}: {cause_text}");
+        }
+        source = cause.source();
+    }
+    text
 }
 
 fn start_throwaway_server() -> Result<Cluster, pg_harness::Error> {
@@ -258,48 +283,4 @@ fn print_line(value: &impl Serialize) -> Result<(), BoxError> {
     stdout.write_all(b"\n")?;
     stdout.flush()?;
     Ok(())
-}
-
-/// `collector migrate ARGS`: operates the embedded migrations from the service binary, e.g. on a
-/// host that has only the binary. Same shape as the `migrate` CLI's entry point
-/// (`migrate::cli::run(migrator, args)`), which replaces this body once it exists. For now it
-/// answers `status` (the default): each migration's version, name and state in the database of
-/// `DATABASE_URL`.
-fn migrate_command(migrator: Migrator<'_>, args: &[String]) -> ExitCode {
-    if !matches!(args, [] | [_]) || args.first().is_some_and(|command| command != "status") {
-        eprintln!("usage: collector migrate status");
-        return ExitCode::from(2);
-    }
-    let Some(url) = std::env::var("DATABASE_URL")
-        .ok()
-        .filter(|url| !url.trim().is_empty())
-    else {
-        eprintln!("collector migrate: set DATABASE_URL to the database to inspect");
-        return ExitCode::from(2);
-    };
-    let status = tokio::runtime::Runtime::new()
-        .map_err(BoxError::from)
-        .and_then(|runtime| {
-            runtime.block_on(async {
-                let (client, connection) = tokio_postgres::connect(&url, NoTls).await?;
-                tokio::spawn(connection);
-                Ok::<_, BoxError>(migrator.status_client(&client).await?)
-            })
-        });
-    match status {
-        Ok(status) => {
-            println!("{:>7}  {:<32}  state", "version", "name");
-            for migration in status {
-                println!(
-                    "{:>7}  {:<32}  {}",
-                    migration.version, migration.name, migration.state
-                );
-            }
-            ExitCode::SUCCESS
-        }
-        Err(error) => {
-            eprintln!("collector migrate: {error}");
-            ExitCode::FAILURE
-        }
-    }
 }

@@ -360,3 +360,45 @@ fn without_database_url_it_runs_on_a_throwaway_server_and_removes_it() {
         );
     }
 }
+
+#[test]
+fn collector_migrate_is_the_embedded_cli() {
+    let db = fresh_db("collector_cli");
+    let pending = collector_on(&db)
+        .args(["migrate", "status", "--check"])
+        .output()
+        .expect("run collector migrate");
+    assert_eq!(pending.status.code(), Some(3), "{pending:?}");
+    let up = collector_on(&db)
+        .args(["migrate", "up", "--json"])
+        .output()
+        .expect("run collector migrate up");
+    assert!(up.status.success(), "{up:?}");
+    let report: Value = serde_json::from_slice(&up.stdout).expect("a JSON report");
+    let applied: Vec<i64> = report["applied"]
+        .as_array()
+        .expect("applied")
+        .iter()
+        .map(|applied| applied["version"].as_i64().expect("version"))
+        .collect();
+    assert_eq!(applied, all_versions());
+    let status = collector_on(&db)
+        .args(["migrate", "status", "--json"])
+        .output()
+        .expect("run collector migrate status");
+    assert!(status.status.success(), "{status:?}");
+    let status: Value = serde_json::from_slice(&status.stdout).expect("JSON status");
+    let states: Vec<&str> = status["migrations"]
+        .as_array()
+        .expect("migrations")
+        .iter()
+        .map(|migration| migration["state"].as_str().expect("state"))
+        .collect();
+    assert_eq!(states, vec!["applied"; all_versions().len()]);
+    // The embedded set is the only source: a directory is refused.
+    let refused = collector_on(&db)
+        .args(["migrate", "--dir", "migrations", "status"])
+        .output()
+        .expect("run collector migrate --dir");
+    assert_eq!(refused.status.code(), Some(2), "{refused:?}");
+}
