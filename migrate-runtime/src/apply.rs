@@ -50,6 +50,8 @@ struct Segment<'m> {
     first_statement: usize,
     /// How many statements it has.
     statements: usize,
+    /// Index, counted from its first statement, of the history check (the log INSERT follows).
+    check_statement: usize,
 }
 
 pub(crate) enum Outcome {
@@ -234,9 +236,27 @@ impl<'e> Engine<'e> {
         })
     }
 
+    /// Undoes, inside a migration's transaction, the session settings its SQL may have changed
+    /// that would make the runner's own history check and log INSERT fail (`SET ROLE` to a role
+    /// that may not write the history table is a common pattern; a tiny `statement_timeout`),
+    /// or reach the next migration of a grouped run (`search_path` too). Not `RESET ALL`: that
+    /// would also drop the transaction-local `migrate.started` of a grouped run. The runner's
+    /// own timeouts are set again; the rest goes back to the session's defaults.
+    pub(crate) fn restore_after_migration_sql(&self) -> String {
+        let setting = |name: &str, value: Option<Duration>| match value {
+            Some(value) => format!("SET LOCAL {name} = {};\n", value.as_millis()),
+            None => format!("SET LOCAL {name} TO DEFAULT;\n"),
+        };
+        let mut sql = String::from("RESET ROLE;\nSET LOCAL search_path TO DEFAULT;\n");
+        sql.push_str(&setting("statement_timeout", self.config.statement_timeout));
+        sql.push_str(&setting("lock_timeout", self.config.lock_timeout));
+        sql
+    }
+
     pub(crate) fn session_reset_sql(&self, server_version: i32) -> String {
-        // RESET ALL would also undo our own setting, so it is set again right after.
-        let mut sql = String::from("RESET ALL;\n");
+        // RESET ALL would also undo our own setting, so it is set again right after. It leaves
+        // the role alone, and a migration's `SET ROLE` must not outlive it either.
+        let mut sql = String::from("RESET ALL;\nRESET ROLE;\n");
         sql.push_str(&self.check_interval_sql(server_version));
         sql
     }
@@ -478,8 +498,15 @@ impl<'e> Engine<'e> {
                 .filter(|statement| !statement.is_empty())
                 .count();
             // The newline ends a trailing `--` comment; the `;` a last statement without one.
+            sql.push_str("\n;\n");
+            let restore = self.restore_after_migration_sql();
+            sql.push_str(&restore);
+            let restore_statements = lexer::split(&restore)
+                .iter()
+                .filter(|statement| !statement.is_empty())
+                .count();
             sql.push_str(&format!(
-                "\n;\nWITH u AS (UPDATE {t} SET execution_time_ms = {elapsed} WHERE version = {version} RETURNING execution_time_ms) \
+                "WITH u AS (UPDATE {t} SET execution_time_ms = {elapsed} WHERE version = {version} RETURNING execution_time_ms) \
                  SELECT 1 / count(*), max(execution_time_ms) FROM u;\n{log}",
                 t = table.qualified,
                 log = history::log_sql(table, version, Action::Apply, &self.host, &elapsed, None),
@@ -490,8 +517,9 @@ impl<'e> Engine<'e> {
                 sql_start,
                 first_statement: insert_statement + 1,
                 statements: migration_statements,
+                check_statement: migration_statements + restore_statements,
             });
-            statements += migration_statements + 2;
+            statements += migration_statements + restore_statements + 2;
         }
         sql.push_str("COMMIT;\n");
         sql.push_str(&self.session_reset_sql(server_version));
@@ -509,7 +537,7 @@ impl<'e> Engine<'e> {
                         SimpleQueryMessage::CommandComplete(_) => statement += 1,
                         SimpleQueryMessage::Row(row)
                             if segments.iter().any(|segment| {
-                                segment.first_statement + segment.statements == statement
+                                segment.first_statement + segment.check_statement == statement
                             }) =>
                         {
                             durations.push(
@@ -559,7 +587,8 @@ impl<'e> Engine<'e> {
             let failed_statement = completed - segment.first_statement;
             // Right after the migration come the history check and the log INSERT: if either
             // failed, the migration removed or changed them.
-            if failed_statement == segment.statements || failed_statement == segment.statements + 1
+            if failed_statement == segment.check_statement
+                || failed_statement == segment.check_statement + 1
             {
                 return Err(Error::HistoryTampered {
                     version,

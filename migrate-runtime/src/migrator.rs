@@ -234,9 +234,11 @@ impl<'a> Migrator<'a> {
     }
 
     /// Goes up or down to `version`: up when it is at or above the newest applied migration
-    /// (applying the pending ones up to it), down otherwise.
+    /// (applying the pending ones up to it), down otherwise. `version` must be 0 (before every
+    /// migration) or a migration known here or recorded in the database, else
+    /// [`Error::UnknownTarget`].
     pub async fn to(&self, pool: &Pool, version: i64) -> Result<Report, Error> {
-        let newest_applied = {
+        let recorded: Vec<i64> = {
             let connection = Connection::Pooled(pool.get().await?);
             let engine = Engine::new(self)?;
             engine
@@ -246,8 +248,14 @@ impl<'a> Migrator<'a> {
                 .unwrap_or_default()
                 .iter()
                 .map(|row| row.version)
-                .max()
+                .collect()
         };
+        // 0 means "before everything"; anything else must be a migration, known or recorded, so
+        // that a mistyped version does not apply (or revert) everything.
+        if version != 0 && self.migrations.get(version).is_none() && !recorded.contains(&version) {
+            return Err(Error::UnknownTarget { version });
+        }
+        let newest_applied = recorded.iter().copied().max();
         if newest_applied.is_some_and(|newest| version < newest) {
             self.down(pool, Rollback::To(version)).await
         } else {
@@ -291,7 +299,9 @@ impl<'a> Migrator<'a> {
     }
 
     /// The round-trip check, for a scratch database (it applies and reverts everything): for each
-    /// migration in order, up, snapshot, down, compare with the schema before, up again.
+    /// migration in order, up, snapshot, down, compare with the schema before, up again. When
+    /// the up after a down that did not restore the schema fails (on what the down left behind),
+    /// the redo stops there and reports what it found so far.
     pub async fn redo(&self, pool: &Pool) -> Result<Redo, Error> {
         let mut redo = Redo::default();
         let mut previous: Option<i64> = None;
@@ -309,6 +319,7 @@ impl<'a> Migrator<'a> {
             let after_down = self.snapshot(pool).await?;
             if after_down == before {
                 redo.restored.push(version);
+                self.clone().target(version).run(pool).await?;
             } else {
                 redo.mismatches.push(RedoMismatch {
                     version,
@@ -316,8 +327,14 @@ impl<'a> Migrator<'a> {
                     missing: before.difference(&after_down).cloned().collect(),
                     left_behind: after_down.difference(&before).cloned().collect(),
                 });
+                // What the down left behind usually makes the up fail (`CREATE INDEX` of an
+                // index that is still there): the mismatch is the finding, not that error, and
+                // the migrations after it cannot be checked on this schema.
+                if let Err(error) = self.clone().target(version).run(pool).await {
+                    tracing::warn!(version, %error, "redo stopped: the up after a down that did not restore the schema failed");
+                    return Ok(redo);
+                }
             }
-            self.clone().target(version).run(pool).await?;
             previous = Some(version);
         }
         Ok(redo)

@@ -175,8 +175,14 @@ impl Engine<'_> {
         }
         let started = Instant::now();
         let elapsed = "(extract(epoch FROM clock_timestamp() - now()) * 1000)::int";
+        // As after an up: the down's `SET ROLE` or timeouts must not break the bookkeeping.
+        let restore = self.restore_after_migration_sql();
+        let restore_statements = lexer::split(&restore)
+            .iter()
+            .filter(|statement| !statement.is_empty())
+            .count();
         let sql = format!(
-            "{prefix}{}\n;\nWITH d AS (DELETE FROM {t} WHERE version = {version} RETURNING 1) SELECT 1 / count(*) FROM d;\n{log}COMMIT;\n{reset}",
+            "{prefix}{}\n;\n{restore}WITH d AS (DELETE FROM {t} WHERE version = {version} RETURNING 1) SELECT 1 / count(*) FROM d;\n{log}COMMIT;\n{reset}",
             migration.up_sql(),
             t = table.qualified,
             log = history::log_sql(table, version, Action::Rollback, &self.host, elapsed, None),
@@ -191,7 +197,8 @@ impl Engine<'_> {
                 .filter(|statement| !statement.is_empty())
                 .count();
             let failed = completed.saturating_sub(prefix_statements);
-            if failed == statements || failed == statements + 1 {
+            let check = statements + restore_statements;
+            if failed == check || failed == check + 1 {
                 return Err(Error::HistoryTampered {
                     version,
                     name: migration.name().to_owned(),
@@ -239,8 +246,11 @@ impl Engine<'_> {
                 let _ = client.batch_execute("ROLLBACK").await;
                 let message = crate::apply::describe(&error);
                 let duration = elapsed_ms(started);
+                // Reset first: the down's session settings (a role, read-only) must not break
+                // the record.
                 let record = format!(
-                    "BEGIN;\nUPDATE {} SET state = 'failed', error = {} WHERE version = {version};\n{}COMMIT;",
+                    "{}BEGIN READ WRITE;\nUPDATE {} SET state = 'failed', error = {} WHERE version = {version};\n{}COMMIT;",
+                    self.session_reset_sql(session.server_version),
                     table.qualified,
                     literal(&format!("rollback failed: {message}")),
                     history::log_sql(table, version, Action::Fail, &self.host, &duration.to_string(), Some(&message)),
@@ -254,7 +264,8 @@ impl Engine<'_> {
         }
         let duration = elapsed_ms(started);
         let done = format!(
-            "BEGIN;\nDELETE FROM {} WHERE version = {version};\n{}COMMIT;\n{}",
+            "{}BEGIN READ WRITE;\nDELETE FROM {} WHERE version = {version};\n{}COMMIT;",
+            self.session_reset_sql(session.server_version),
             table.qualified,
             history::log_sql(
                 table,
@@ -264,7 +275,6 @@ impl Engine<'_> {
                 &duration.to_string(),
                 None
             ),
-            self.session_reset_sql(session.server_version),
         );
         client.batch_execute(&done).await.map_err(|e| {
             Error::db(

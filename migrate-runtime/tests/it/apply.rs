@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use migrate_runtime::{Migration, Migrator, Script};
+use migrate_runtime::{Error, Migration, Migrator, Script};
 use pg_harness::test_db;
 
 use crate::support::*;
@@ -449,4 +449,141 @@ async fn plan_writes_nothing() {
     );
     assert_eq!(history(&client).await, vec![1]);
     assert!(!exists(&client, "a_idx").await);
+}
+
+#[tokio::test]
+async fn set_role_in_a_migration_does_not_leak() {
+    // Migrations often `SET ROLE` so that what they create belongs to the application's owner
+    // role; the runner's own bookkeeping and the next migrations must not run as that role.
+    let db = test_db("set_role").await;
+    let pool = db.pool(2);
+    let client = db.client().await;
+    let owner = format!("owner_{}", db.name);
+    client
+        .batch_execute(&format!(
+            "DO $$ BEGIN CREATE ROLE \"{owner}\" NOLOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$;\n\
+             GRANT CREATE ON SCHEMA public TO \"{owner}\";"
+        ))
+        .await
+        .expect("owner role");
+    let migrations = of(vec![
+        mig(
+            1,
+            "owned",
+            &format!("SET ROLE \"{owner}\";\nCREATE TABLE owned (id int);"),
+        ),
+        mig(2, "mine", "CREATE TABLE mine (id int);"),
+        mig_nt(
+            3,
+            "owned_nt",
+            &format!("SET ROLE \"{owner}\";\nCREATE TABLE owned_nt (id int);"),
+        ),
+        mig(4, "mine_too", "CREATE TABLE mine_too (id int);"),
+    ]);
+    let report = migrations.run(&pool).await.expect("run");
+    assert_eq!(applied(&report), vec![1, 2, 3, 4]);
+    let user = scalar(&client, "SELECT current_user").await.expect("user");
+    let owners = rows(
+        &client,
+        "SELECT relname, pg_get_userbyid(relowner) FROM pg_class \
+         WHERE relname IN ('owned', 'mine', 'owned_nt', 'mine_too', 'schema_migrations') ORDER BY relname",
+    )
+    .await;
+    let owner_of = |name: &str| {
+        owners
+            .iter()
+            .find(|row| row[0].as_deref() == Some(name))
+            .and_then(|row| row[1].clone())
+    };
+    assert_eq!(owner_of("owned"), Some(owner.clone()));
+    assert_eq!(owner_of("owned_nt"), Some(owner.clone()));
+    assert_eq!(owner_of("mine"), Some(user.clone()));
+    assert_eq!(owner_of("mine_too"), Some(user.clone()));
+    assert_eq!(history(&client).await, vec![1, 2, 3, 4]);
+    assert_eq!(
+        column(&client, "SELECT DISTINCT applied_by FROM schema_migrations").await,
+        vec![user]
+    );
+}
+
+#[tokio::test]
+async fn grouped_run_is_all_or_nothing_and_settings_stay_per_migration() {
+    let db = test_db("grouped").await;
+    let pool = db.pool(1);
+    let client = db.client().await;
+    let good = [
+        (
+            1,
+            "other_schema",
+            "CREATE SCHEMA other;\nSET search_path = other;\nCREATE TABLE in_other (id int);",
+        ),
+        (2, "in_public", "CREATE TABLE in_public (id int);"),
+        (3, "tight_timeout", "SET statement_timeout = '1ms';"),
+        (
+            4,
+            "slow",
+            "SELECT pg_sleep(0.05);\nCREATE TABLE after_timeout (id int);",
+        ),
+    ];
+    let mut broken = good.to_vec();
+    broken.push((5, "five", "CREATE TABLE five (id int);"));
+    broken.push((
+        6,
+        "broken",
+        "CREATE TABLE six (id int);\nSELECT * FROM nope;",
+    ));
+    broken.push((7, "seven", "CREATE TABLE seven (id int);"));
+
+    // One failing migration: nothing of the group is kept.
+    let error = Migrator::new(&set(&broken))
+        .grouped(true)
+        .run(&pool)
+        .await
+        .expect_err("6 fails");
+    let Error::Migration(failure) = &error else {
+        panic!("expected Error::Migration, got {error:?}");
+    };
+    assert_eq!((failure.version, failure.line), (6, Some(2)));
+    assert_eq!(failure.code.as_deref(), Some("42P01"));
+    assert_eq!(history(&client).await, Vec::<i64>::new());
+    assert!(!exists(&client, "public.in_public").await);
+    assert!(!exists(&client, "public.five").await);
+
+    // Each migration of a group starts from the session's settings, as in separate runs.
+    let report = Migrator::new(&set(&good))
+        .grouped(true)
+        .run(&pool)
+        .await
+        .expect("grouped run");
+    assert_eq!(applied(&report), vec![1, 2, 3, 4]);
+    assert!(
+        report.applied[3].duration_ms >= 40,
+        "each migration's own duration: {:?}",
+        report.applied
+    );
+    assert!(exists(&client, "other.in_other").await);
+    assert!(exists(&client, "public.in_public").await);
+    assert!(exists(&client, "public.after_timeout").await);
+    assert_eq!(history(&client).await, vec![1, 2, 3, 4]);
+    assert_eq!(log(&client).await.len(), 4);
+
+    // A no-transaction migration cannot be part of a group.
+    let with_no_transaction = of(vec![
+        mig(1, "other_schema", good[0].2),
+        mig(2, "in_public", good[1].2),
+        mig(3, "tight_timeout", good[2].2),
+        mig(4, "slow", good[3].2),
+        mig(5, "five", "CREATE TABLE five (id int);"),
+        mig_nt(6, "idx", "CREATE INDEX CONCURRENTLY five_id ON five (id);"),
+    ]);
+    let error = Migrator::new(&with_no_transaction)
+        .grouped(true)
+        .run(&pool)
+        .await
+        .expect_err("no-transaction in a group");
+    assert!(
+        matches!(error, Error::GroupedNoTransaction { version: 6, .. }),
+        "{error:?}"
+    );
+    assert!(!exists(&client, "public.five").await);
 }

@@ -3,16 +3,15 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use migrate_runtime::{Migration, Migrations};
+use migrate_runtime::{Migration, Migrations, Migrator};
 use pg_harness::test_db;
 use tokio::sync::Barrier;
 
 use crate::support::*;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn thirty_two_concurrent_runs_apply_each_migration_once() {
-    const RUNS: usize = 32;
-    let db = test_db("thirty_two_runs").await;
+/// About 20 migrations: INSERTs (a double application would show), tables, and one
+/// `CREATE INDEX CONCURRENTLY` in a no-transaction file.
+fn busy_set() -> Migrations {
     let mut list: Vec<Migration> = vec![
         mig(1, "events", "CREATE TABLE events (n int NOT NULL);"),
         mig(2, "first_event", "INSERT INTO events VALUES (2);"),
@@ -38,40 +37,48 @@ async fn thirty_two_concurrent_runs_apply_each_migration_once() {
             ));
         }
     }
-    let migrations = Arc::new(of(list));
-    let expected_events: Vec<String> = (2..=20)
-        .filter(|v| v % 2 == 0 && *v != 12)
-        .map(|v| v.to_string())
-        .collect();
+    of(list)
+}
 
-    let barrier = Arc::new(Barrier::new(RUNS));
-    let mut runs = Vec::new();
-    for _ in 0..RUNS {
+/// Starts `runs` runs of [`busy_set`] together (each with its own pool, like separate
+/// replicas) and checks that every migration was applied exactly once.
+async fn start_together(label: &str, runs: usize, transaction_pooler: bool) {
+    let db = test_db(label).await;
+    let migrations = Arc::new(busy_set());
+    let barrier = Arc::new(Barrier::new(runs));
+    let mut tasks = Vec::new();
+    for _ in 0..runs {
         let migrations: Arc<Migrations> = Arc::clone(&migrations);
         let barrier = Arc::clone(&barrier);
-        // Each starter has its own pool, like separate replicas.
         let pool = db.pool(1);
-        runs.push(tokio::spawn(async move {
+        tasks.push(tokio::spawn(async move {
             barrier.wait().await;
-            migrations.run(&pool).await
+            Migrator::new(&migrations)
+                .transaction_pooler(transaction_pooler)
+                .run(&pool)
+                .await
         }));
     }
     let started = Instant::now();
-    let mut total_applied = 0;
     let mut versions = Vec::new();
-    for run in runs {
-        let report = run.await.expect("task").expect("every run succeeds");
-        assert!(report.applied_by_others.is_empty());
-        total_applied += report.applied.len();
+    for task in tasks {
+        let report = task.await.expect("task").expect("every run succeeds");
+        if !transaction_pooler {
+            // Under the session lock nobody races: a run applies or finds it done.
+            assert!(report.applied_by_others.is_empty());
+        }
         versions.extend(applied(&report));
     }
-    assert_eq!(total_applied, migrations.len());
-    versions.sort_unstable();
-    assert_eq!(versions, (1..=20).collect::<Vec<_>>());
     assert!(
         started.elapsed() < Duration::from_secs(30),
         "took {:?}",
         started.elapsed()
+    );
+    versions.sort_unstable();
+    assert_eq!(
+        versions,
+        (1..=20).collect::<Vec<_>>(),
+        "the reports add up to each migration once"
     );
 
     let client = db.client().await;
@@ -80,10 +87,20 @@ async fn thirty_two_concurrent_runs_apply_each_migration_once() {
         column(&client, "SELECT DISTINCT state FROM schema_migrations").await,
         vec!["applied"]
     );
+    let expected_events: Vec<String> = (2..=20)
+        .filter(|v| v % 2 == 0 && *v != 12)
+        .map(|v| v.to_string())
+        .collect();
     assert_eq!(
         column(&client, "SELECT n FROM events ORDER BY n").await,
         expected_events,
         "each INSERT ran exactly once"
+    );
+    assert_eq!(
+        log(&client).await.len(),
+        20,
+        "one log row per migration: {:?}",
+        log(&client).await
     );
     assert_eq!(
         number(
@@ -91,10 +108,6 @@ async fn thirty_two_concurrent_runs_apply_each_migration_once() {
             "SELECT count(*) FROM schema_migrations_log WHERE action = 'apply'"
         )
         .await,
-        20
-    );
-    assert_eq!(
-        number(&client, "SELECT count(*) FROM schema_migrations_log").await,
         20
     );
     assert_eq!(
@@ -106,6 +119,17 @@ async fn thirty_two_concurrent_runs_apply_each_migration_once() {
         .as_deref(),
         Some("t")
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thirty_two_concurrent_runs_apply_each_migration_once() {
+    start_together("thirty_two_runs", 32, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_runs_behind_a_transaction_pooler_apply_each_migration_once() {
+    // No session lock there: exactly-once rests on the history rows alone.
+    start_together("pooler_runs", 8, true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

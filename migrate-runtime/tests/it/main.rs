@@ -8,6 +8,7 @@ mod apply;
 mod concurrency;
 mod failures;
 mod lock;
+mod operate;
 mod policies;
 mod support;
 mod tables;
