@@ -164,8 +164,15 @@ pub struct MigrationFailure {
     pub line: Option<u32>,
     /// The SQLSTATE code, e.g. `42P01`.
     pub code: Option<String>,
-    /// Whether the migration ran outside a transaction (and is now recorded as `failed`).
+    /// Whether the migration ran outside a transaction (and is now recorded as `failed`, unless
+    /// [`recorded_as_failed`](Self::recorded_as_failed) says otherwise).
     pub no_transaction: bool,
+    /// Whether the history table now records the migration as `failed`. Always `false` for a
+    /// transactional migration (it was rolled back, nothing is recorded). `false` for a
+    /// no-transaction one when recording the failure failed too, typically because the
+    /// connection was lost (its backend terminated, the server restarted): the row then still
+    /// says `running`.
+    pub recorded_as_failed: bool,
     /// Indexes left INVALID in the database after a failed no-transaction migration.
     pub invalid_indexes: Vec<String>,
     /// The driver's error.
@@ -173,6 +180,15 @@ pub struct MigrationFailure {
 }
 
 impl Error {
+    /// Marks a no-transaction [`Error::Migration`] whose failure could not be written to the
+    /// history table (its row still says `running`).
+    pub(crate) fn not_recorded(mut self) -> Self {
+        if let Error::Migration(failure) = &mut self {
+            failure.recorded_as_failed = false;
+        }
+        self
+    }
+
     pub(crate) fn db(context: impl Into<String>, source: tokio_postgres::Error) -> Self {
         Error::Database {
             context: context.into(),
@@ -225,8 +241,18 @@ impl fmt::Display for Error {
                 if failure.no_transaction {
                     write!(
                         f,
-                        "; it ran outside a transaction, so statements before the failing one are kept and it is recorded as failed"
+                        "; it ran outside a transaction, so statements before the failing one are kept"
                     )?;
+                    // Say what the history table really holds: when the connection was lost, the
+                    // failure could not be recorded and the row still says `running`.
+                    if failure.recorded_as_failed {
+                        write!(f, " and it is recorded as failed")?;
+                    } else {
+                        write!(
+                            f,
+                            "; its failure could not be recorded either (was the connection lost?), so it is still recorded as running"
+                        )?;
+                    }
                     if !failure.invalid_indexes.is_empty() {
                         write!(
                             f,
@@ -371,7 +397,11 @@ impl Serialize for Error {
         let mut chain = Vec::new();
         let mut source = std::error::Error::source(self);
         while let Some(error) = source {
-            chain.push(error.to_string());
+            let message = error.to_string();
+            // tokio-postgres wraps the server's message in a bare "db error"; it says nothing.
+            if message != "db error" {
+                chain.push(message);
+            }
             source = error.source();
         }
         let mut state = serializer.serialize_struct("Error", 3)?;

@@ -255,11 +255,21 @@ impl Engine<'_> {
                     literal(&format!("rollback failed: {message}")),
                     history::log_sql(table, version, Action::Fail, &self.host, &duration.to_string(), Some(&message)),
                 );
-                if let Err(record_error) = client.batch_execute(&record).await {
-                    tracing::error!(version, error = %record_error, "could not record the failed rollback");
-                }
+                let recorded = match client.batch_execute(&record).await {
+                    Ok(()) => true,
+                    Err(record_error) => {
+                        tracing::error!(version, error = %record_error, "could not record the failed rollback");
+                        false
+                    }
+                };
                 let invalid = invalid_indexes(client).await;
-                return Err(failure(migration, Some(line), true, invalid, error));
+                let failed = failure(migration, Some(line), true, invalid, error);
+                // The row was marked `running` before the down started; say so if it still is.
+                return Err(if recorded {
+                    failed
+                } else {
+                    failed.not_recorded()
+                });
             }
         }
         let duration = elapsed_ms(started);

@@ -28,7 +28,8 @@ const EXIT_INVALID: u8 = 4;
 
 /// Runs the CLI on the migrations a service embeds, e.g. for `collector migrate status`:
 /// `args` as from [`std::env::args_os`], the first being the program name. The `migrator`'s
-/// settings (schema, table, ...) are the defaults; flags override them.
+/// settings (schema, table, ...) are the defaults; flags override them. `new` writes files to
+/// `--dir` (default `migrations`), as the `migrate` binary does; the other commands refuse `--dir`.
 ///
 /// ```no_run
 /// static MIGRATIONS: migrate::Migrations = migrate::embed_migrations!("migrations");
@@ -48,16 +49,24 @@ where
         Ok(cli) => cli,
         Err(error) => return usage(error),
     };
-    if cli.global.dir.is_some() && !matches!(cli.command, Command::New { .. }) {
+    let json = cli.global.json;
+    if let Command::New { .. } = &cli.command {
+        let dir = cli
+            .global
+            .dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("migrations"));
+        return new_migration(&dir, &cli.command, json);
+    }
+    if cli.global.dir.is_some() {
         return report_failure(
-            cli.global.json,
+            json,
             Failure::Usage(
                 "this binary embeds its migrations; --dir is only for `new` (or use the migrate CLI on a directory)"
                     .to_owned(),
             ),
         );
     }
-    let json = cli.global.json;
     match execute(migrator, cli).await {
         Ok(code) => code,
         Err(failure) => report_failure(json, failure),
@@ -87,17 +96,8 @@ pub fn main_for_directory() -> ExitCode {
             .dir
             .clone()
             .unwrap_or_else(|| PathBuf::from("migrations"));
-        if let Command::New {
-            name,
-            reversible,
-            style,
-            timestamp,
-        } = &cli.command
-        {
-            return match new::create(&dir, name, *reversible, *style, *timestamp) {
-                Ok(paths) => print_created(json, &paths),
-                Err(message) => report_failure(json, Failure::Other(message)),
-            };
+        if let Command::New { .. } = &cli.command {
+            return new_migration(&dir, &cli.command, json);
         }
         let migrations = match Migrations::from_dir(&dir) {
             Ok(migrations) => migrations,
@@ -108,6 +108,23 @@ pub fn main_for_directory() -> ExitCode {
             Err(failure) => report_failure(json, failure),
         }
     })
+}
+
+/// `new`: creates the next migration file(s) in `dir`, for the binary and for [`run`] alike.
+fn new_migration(dir: &std::path::Path, command: &Command, json: bool) -> ExitCode {
+    let Command::New {
+        name,
+        reversible,
+        style,
+        timestamp,
+    } = command
+    else {
+        unreachable!("only called for `new`")
+    };
+    match new::create(dir, name, *reversible, *style, *timestamp) {
+        Ok(paths) => print_created(json, &paths),
+        Err(message) => report_failure(json, Failure::Other(message)),
+    }
 }
 
 enum Failure {
@@ -145,13 +162,17 @@ fn report_failure(json: bool, failure: Failure) -> ExitCode {
         ),
         Failure::Runtime(error) => {
             let mut text = format!("error: {error}\n");
+            let mut previous = error.to_string();
             let mut source = std::error::Error::source(error);
             while let Some(cause) = source {
                 let message = cause.to_string();
-                // tokio-postgres wraps the server's message in a bare "db error".
-                if message != "db error" {
-                    text.push_str(&format!("  caused by: {}\n", message.trim_end()));
+                let message = message.trim_end();
+                // tokio-postgres wraps the server's message in a bare "db error"; deadpool repeats
+                // its source's message in its own, so each message is printed once.
+                if message != "db error" && !previous.contains(message) {
+                    text.push_str(&format!("  caused by: {message}\n"));
                 }
+                previous = message.to_owned();
                 source = cause.source();
             }
             let code = u8::try_from(error.exit_code()).unwrap_or(EXIT_ERROR);
@@ -275,11 +296,6 @@ async fn execute(mut migrator: Migrator<'_>, cli: Cli) -> Result<ExitCode, Failu
     }
     if global.transaction_pooler {
         migrator = migrator.transaction_pooler(true);
-    }
-    if let Command::New { .. } = cli.command {
-        return Err(Failure::Usage(
-            "`new` works on a directory: run the migrate CLI with --dir".to_owned(),
-        ));
     }
     let url = global.database_url.ok_or_else(|| {
         Failure::Usage("no database: pass --database-url URL or set DATABASE_URL".to_owned())
@@ -504,7 +520,7 @@ async fn execute(mut migrator: Migrator<'_>, cli: Cli) -> Result<ExitCode, Failu
                 return Ok(ExitCode::from(EXIT_INVALID));
             }
         }
-        Command::New { .. } => unreachable!("handled above"),
+        Command::New { .. } => unreachable!("`new` is handled before connecting"),
     }
     Ok(ExitCode::SUCCESS)
 }

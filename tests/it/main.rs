@@ -1,5 +1,6 @@
 //! Integration tests of the `migrate` facade: one binary, one module per concern.
 
+mod cli;
 mod embed;
 mod rebuild;
 mod ui;

@@ -66,7 +66,8 @@ fn server_binary(name: &str) -> Option<PathBuf> {
 }
 
 /// `pg_dump --schema-only` of the database without the history and log tables, or `None`
-/// when pg_dump is not installed. The `\restrict` lines (a random key per dump) are dropped.
+/// when no pg_dump for the server's version is installed. The `\restrict` lines (a random key
+/// per dump) are dropped.
 fn schema_dump(db: &TestDb) -> Option<String> {
     let pg_dump = server_binary("pg_dump")?;
     let output = Command::new(pg_dump)
@@ -80,11 +81,12 @@ fn schema_dump(db: &TestDb) -> Option<String> {
         ])
         .output()
         .expect("pg_dump runs");
-    assert!(
-        output.status.success(),
-        "pg_dump failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if stderr.contains("server version mismatch") {
+        // A DATABASE_URL server newer than the local pg_dump: the catalog comparison remains.
+        return None;
+    }
+    assert!(output.status.success(), "pg_dump failed: {stderr}");
     Some(
         String::from_utf8(output.stdout)
             .expect("UTF-8 dump")
