@@ -455,6 +455,18 @@ impl<'e> Engine<'e> {
         let grouped = group.len() > 1;
         let mut sql = String::from("BEGIN;\n");
         let mut statements = 1;
+        if self.config.transaction_pooler && server_version >= CONNECTION_CHECK_SINCE {
+            // Behind a pooler there is no session to set the check interval on (see
+            // `check_interval_sql`), but the transaction has one: without it, a starter killed
+            // mid-migration leaves its backend running the statement to its end (PgBouncer
+            // closes the server connection, the backend does not notice), keeping the history
+            // row locked and every other starter, with a pooled server connection each, waiting.
+            sql.push_str(&format!(
+                "SET LOCAL client_connection_check_interval = {};\n",
+                self.config.connection_check_interval.as_millis()
+            ));
+            statements += 1;
+        }
         if let Some(timeout) = self.config.lock_timeout {
             sql.push_str(&format!(
                 "SET LOCAL lock_timeout = {};\n",
@@ -717,10 +729,12 @@ impl<'e> Engine<'e> {
                     literal(&message),
                     history::log_sql(table, version, Action::Fail, &self.host, &duration_ms.to_string(), Some(&message)),
                 );
+                let failed = failure(migration, Some(line), true, invalid_indexes, error);
                 if let Err(record_error) = client.batch_execute(&record).await {
                     tracing::error!(version, error = %record_error, "could not record the failed migration; it stays recorded as running");
+                    return Err(failed.not_recorded());
                 }
-                Err(failure(migration, Some(line), true, invalid_indexes, error))
+                Err(failed)
             }
         }
     }
@@ -841,6 +855,7 @@ pub(crate) fn failure(
         line,
         code: source.code().map(|code| code.code().to_owned()),
         no_transaction,
+        recorded_as_failed: no_transaction,
         invalid_indexes,
         source,
     }))

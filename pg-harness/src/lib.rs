@@ -58,6 +58,13 @@
 //! * `DATABASE_URL`: see above.
 //! * `PG_HARNESS_START_TIMEOUT`: seconds to wait for the server to accept connections
 //!   (default 60).
+//! * `PG_HARNESS_PGBOUNCER`: the `pgbouncer` binary (default: found on `PATH` or in `/usr/sbin`,
+//!   `/usr/bin`, `/usr/local/sbin`, `/usr/local/bin`).
+//!
+//! # PgBouncer
+//!
+//! [`Cluster::pgbouncer`] starts a throwaway PgBouncer in front of a cluster (see [`Bouncer`]),
+//! stopped on drop and by the same kind of watchdog when the process ends.
 
 #![warn(missing_docs)]
 
@@ -76,12 +83,18 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio_postgres::config::Host;
 use tokio_postgres::NoTls;
 
+mod bouncer;
+
+pub use bouncer::{Bouncer, PoolMode};
+
 /// Everything that can go wrong while starting a cluster or creating a database.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Error {
     /// No `initdb`/`postgres` binaries were found.
     NoServerBinaries(String),
+    /// No `pgbouncer` binary was found.
+    NoPgBouncer(String),
     /// An I/O operation (spawning a process, creating a directory, ...) failed.
     Io {
         /// What was being done.
@@ -112,7 +125,10 @@ pub enum Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::NoServerBinaries(m) | Error::Setup(m) | Error::InvalidUrl(m) => f.write_str(m),
+            Error::NoServerBinaries(m)
+            | Error::NoPgBouncer(m)
+            | Error::Setup(m)
+            | Error::InvalidUrl(m) => f.write_str(m),
             Error::Io { context, source } => write!(f, "{context}: {source}"),
             Error::Start { message, log } => {
                 write!(f, "{message}")?;
@@ -518,7 +534,7 @@ impl Server {
                 "cannot run {}",
                 bin_dir.join("postgres").display()
             )))?;
-            let mut watchdog = match Watchdog::spawn(postmaster.id(), &data, &dir.path) {
+            let mut watchdog = match Watchdog::spawn(postmaster.id(), &data, &dir.path, "QUIT") {
                 Ok(w) => w,
                 Err(e) => {
                     stop_child(&mut postmaster);
@@ -601,14 +617,20 @@ fn wait_ready(postmaster: &mut Child, dir: &Path, timeout: Duration) -> Result<(
 /// Stops a postmaster we spawned, if it still runs: SIGQUIT (immediate shutdown, no
 /// checkpoint: it is a throwaway cluster), then SIGKILL of its process group after 5 s.
 fn stop_child(child: &mut Child) {
+    stop_child_with(child, libc::SIGQUIT, Duration::from_secs(5));
+}
+
+/// Stops a child we spawned that leads its own process group, if it still runs: `signal`, then
+/// SIGKILL of its process group after `grace`.
+fn stop_child_with(child: &mut Child, signal: libc::c_int, grace: Duration) {
     // Only signal a child not yet reaped: its pid cannot have been reused.
     if !matches!(child.try_wait(), Ok(None)) {
         return;
     }
     let pid = child.id() as libc::pid_t;
     // SAFETY: kill has no memory-safety preconditions; pid is our unreaped child.
-    unsafe { libc::kill(pid, libc::SIGQUIT) };
-    let deadline = Instant::now() + Duration::from_secs(5);
+    unsafe { libc::kill(pid, signal) };
+    let deadline = Instant::now() + grace;
     while matches!(child.try_wait(), Ok(None)) {
         if Instant::now() >= deadline {
             // SAFETY: as above; the child leads its own process group.
@@ -664,9 +686,12 @@ fn server_env(cmd: &mut Command, run_as: Option<RunAs>) {
 // Watchdog
 // ---------------------------------------------------------------------------------------------
 
-/// The watchdog's script: `$1` postmaster pid, `$2` data directory (as on the postmaster's
-/// command line), `$3` directory to delete. It waits for end-of-file on its stdin (the test
-/// process ending), then stops the postmaster if it is still ours and deletes the directory.
+/// The watchdog's script: `$1` pid of the process to stop (the postmaster, or a pgbouncer),
+/// `$2` an argument on its command line that identifies it (the data directory, the
+/// configuration file), `$3` directory to delete, `$4` the signal that stops it quickly
+/// (`QUIT`: immediate shutdown of a postmaster; `TERM` for pgbouncer). It waits for end-of-file
+/// on its stdin (the test process ending), then stops the process if it is still ours and
+/// deletes the directory.
 const WATCHDOG_SCRIPT: &str = r#"
 trap '' INT TERM HUP
 while read -r _; do :; done
@@ -678,7 +703,7 @@ ours() {
     fi
 }
 if ours "$1" "$2"; then
-    kill -s QUIT "$1" 2>/dev/null
+    kill -s "$4" "$1" 2>/dev/null
     i=0
     while [ "$i" -lt 20 ] && ours "$1" "$2"; do sleep 0.1; i=$((i + 1)); done
     if ours "$1" "$2"; then kill -s KILL -- "-$1" 2>/dev/null; kill -s KILL "$1" 2>/dev/null; fi
@@ -694,14 +719,16 @@ struct Watchdog {
 }
 
 impl Watchdog {
-    fn spawn(pid: u32, data: &Path, dir: &Path) -> Result<Watchdog, Error> {
+    /// Watches process `pid`, identified by `arg` on its command line; see [`WATCHDOG_SCRIPT`].
+    fn spawn(pid: u32, arg: &Path, dir: &Path, signal: &str) -> Result<Watchdog, Error> {
         let mut child = Command::new("sh")
             .arg("-c")
             .arg(WATCHDOG_SCRIPT)
             .arg("pg-harness-watchdog")
             .arg(pid.to_string())
-            .arg(data)
+            .arg(arg)
             .arg(dir)
+            .arg(signal)
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

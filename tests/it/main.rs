@@ -3,4 +3,6 @@
 mod cli;
 mod embed;
 mod rebuild;
+#[cfg(feature = "cli")]
+mod reliability;
 mod ui;

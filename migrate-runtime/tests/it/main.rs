@@ -10,5 +10,6 @@ mod failures;
 mod lock;
 mod operate;
 mod policies;
+mod reliability;
 mod support;
 mod tables;

@@ -141,7 +141,7 @@ enum End {
 fn child_ends_and_server_stops(end: End) {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
     cmd.args([
-        "child_process_holding_a_cluster",
+        "harness::child_process_holding_a_cluster",
         "--exact",
         "--nocapture",
         "--test-threads=1",

@@ -1,0 +1,3 @@
+//! Integration tests of migrate-core: one binary, one module per concern.
+
+mod name_props;
