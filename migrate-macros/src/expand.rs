@@ -28,11 +28,17 @@ pub(crate) fn embed_migrations(input: TokenStream) -> TokenStream {
 }
 
 fn expand(input: TokenStream) -> syn::Result<TokenStream> {
-    let literal: LitStr = syn::parse2(input).map_err(|error| {
-        syn::Error::new(
-            error.span(),
-            "expected the migrations directory as a string literal, e.g. `embed_migrations!(\"migrations\")`",
-        )
+    let literal: LitStr = syn::parse2(input.clone()).map_err(|error| {
+        const MESSAGE: &str = "expected the migrations directory as a string literal, e.g. \
+             `embed_migrations!(\"migrations\")`; a constant or a macro call such as \
+             `concat!(..)` cannot be read by the macro";
+        if input.is_empty() {
+            // Nothing to point at but the call itself.
+            syn::Error::new(error.span(), MESSAGE)
+        } else {
+            // The whole argument, not only its first token (`concat` of `concat!(..)`).
+            syn::Error::new_spanned(&input, MESSAGE)
+        }
     })?;
     let dir = resolve(&literal.value(), literal.span())?;
     let migrations = loader::load_dir(&dir).map_err(|problems| {

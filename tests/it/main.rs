@@ -5,4 +5,3 @@ mod embed;
 mod rebuild;
 #[cfg(feature = "cli")]
 mod reliability;
-mod ui;

@@ -1,0 +1,19 @@
+//! Every build-time error class of CONTRACT.md is a compile error spanned on the macro's literal:
+//! one trybuild case per class in `tests/ui/*.rs`, fixtures in `tests/ui/fixtures/<case>/`.
+//!
+//! Regenerate the `.stderr` files with `TRYBUILD=overwrite cargo test -p migrate-ui-tests`, then
+//! read every changed one: they depend on the rustc version.
+
+use std::path::Path;
+
+#[test]
+fn compile_errors() {
+    // The cases name their fixtures as a crate at the repository root would: `tests/ui/...`.
+    // trybuild compiles each case in its own crate under `target/tests/trybuild/`, where
+    // `CARGO_MANIFEST_DIR` points elsewhere, so the macro reads this override first; the cargo and
+    // rustc that trybuild spawns inherit it.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let root = root.canonicalize().unwrap_or(root);
+    std::env::set_var("MIGRATE_MANIFEST_DIR", &root);
+    trybuild::TestCases::new().compile_fail("*.rs");
+}
