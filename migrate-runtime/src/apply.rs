@@ -575,6 +575,21 @@ impl<'e> Engine<'e> {
                     .collect());
             };
             rollback(client).await;
+            // PostgreSQL parses the whole batch before running any of it, so a syntax error
+            // completes nothing: its position, not the count, says whose SQL it is in.
+            if let Some(segment) = segments.iter().find(|segment| {
+                error_byte(&error, &sql).is_some_and(|byte| {
+                    byte >= segment.sql_start
+                        && byte < segment.sql_start + segment.migration.up_sql().len()
+                })
+            }) {
+                if completed < segment.first_statement {
+                    let migration = segment.migration;
+                    let line =
+                        error_line(migration.up_sql(), &error, segment.sql_start, &sql, None);
+                    return Err(failure(migration, line, false, Vec::new(), error));
+                }
+            }
             let Some(segment) = segments
                 .iter()
                 .rev()
@@ -817,6 +832,16 @@ fn is_history_conflict(error: &tokio_postgres::Error, table: &Table) -> bool {
 
 /// The line of the migration file an error points at: PostgreSQL's position when it gives one
 /// inside the migration's text, else the first line of the failing statement.
+/// The byte offset in `batch_sql` of the position PostgreSQL reports for `error`, if any.
+pub(crate) fn error_byte(error: &tokio_postgres::Error, batch_sql: &str) -> Option<usize> {
+    match error.as_db_error().and_then(|db| db.position()) {
+        Some(ErrorPosition::Original(position)) => {
+            batch::char_position_to_byte(batch_sql, *position as usize)
+        }
+        _ => None,
+    }
+}
+
 pub(crate) fn error_line(
     migration_sql: &str,
     error: &tokio_postgres::Error,

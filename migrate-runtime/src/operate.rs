@@ -198,7 +198,9 @@ impl Engine<'_> {
                 .count();
             let failed = completed.saturating_sub(prefix_statements);
             let check = statements + restore_statements;
-            if failed == check || failed == check + 1 {
+            // A syntax error completes nothing (the batch is parsed whole), so it is never ours.
+            let parsed = completed >= prefix_statements;
+            if parsed && (failed == check || failed == check + 1) {
                 return Err(Error::HistoryTampered {
                     version,
                     name: migration.name().to_owned(),
@@ -209,7 +211,7 @@ impl Engine<'_> {
                 &error,
                 prefix.len(),
                 &sql,
-                (failed < statements).then_some(failed),
+                (parsed && failed < statements).then_some(failed),
             );
             return Err(failure(migration, line, false, Vec::new(), error));
         }

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use migrate_runtime::Error;
+use migrate_runtime::{Error, Migrator};
 use pg_harness::test_db;
 
 use crate::support::*;
@@ -348,4 +348,50 @@ async fn history_table_dropped_by_a_migration_is_rolled_back() {
     assert_eq!(history(&client).await, vec![1]);
     assert!(!exists(&client, "b").await);
     assert_eq!(log(&client).await, vec![(1, "apply".to_owned())]);
+}
+
+#[tokio::test]
+async fn syntax_error_is_the_migrations_with_its_line() {
+    // PostgreSQL parses a whole batch before running any of it, so a syntax error completes no
+    // statement at all: it must still be reported as the migration's, at its line.
+    let db = test_db("syntax_error").await;
+    let pool = db.pool(1);
+    let migrations = set(&[
+        (1, "users", "CREATE TABLE users (id bigint);"),
+        (
+            2,
+            "email",
+            "-- adds emails\nALTER TABLE users ADD COLUMN email text;\nCREATE UNIQUE INDEX users_email ON user (email);",
+        ),
+    ]);
+    let error = migrations.run(&pool).await.expect_err("syntax error");
+    let Error::Migration(failure) = &error else {
+        panic!("expected Error::Migration, got {error:?}");
+    };
+    assert_eq!(
+        (failure.version, failure.line, failure.code.as_deref()),
+        (2, Some(3), Some("42601"))
+    );
+    let client = db.client().await;
+    assert_eq!(history(&client).await, vec![1]);
+    assert_eq!(
+        number(
+            &client,
+            "SELECT count(*) FROM information_schema.columns WHERE column_name = 'email'"
+        )
+        .await,
+        0
+    );
+    // Grouped: the position still names the right migration of the group.
+    let db = test_db("syntax_error_grouped").await;
+    let error = Migrator::new(&migrations)
+        .grouped(true)
+        .run(&db.pool(1))
+        .await
+        .expect_err("syntax error");
+    let Error::Migration(failure) = &error else {
+        panic!("expected Error::Migration, got {error:?}");
+    };
+    assert_eq!((failure.version, failure.line), (2, Some(3)));
+    assert!(history(&db.client().await).await.is_empty());
 }
