@@ -2,9 +2,9 @@
 #![warn(missing_docs, unreachable_pub)]
 
 pub use migrate_runtime::{
-    Applied, Error, Event, HookContext, HookError, HookPoint, Issue, IssueKind, LockHolder,
-    Migration, MigrationFailure, Migrations, Migrator, Planned, Problem, Redo, RedoMismatch,
-    Repair, Repaired, Report, Rollback, Script, State, Status, Validation,
+    Applied, BoxFuture, Error, Event, HookContext, HookError, HookPoint, Issue, IssueKind,
+    LockHolder, Migration, MigrationFailure, Migrations, Migrator, Planned, Problem, Redo,
+    RedoMismatch, Repair, Repaired, Report, Rollback, Script, State, Status, Validation,
 };
 
 /// The driver and pool `migrate` is built on, so a service uses the same versions.

@@ -11,7 +11,7 @@ use crate::connection::Connection;
 use crate::error::MigrationFailure;
 use crate::history::{self, Action, Row, Shape, Table};
 use crate::ident::{literal, literal_opt, validate};
-use crate::lock::{self, first_value};
+use crate::lock;
 use crate::status::{judge, merge};
 use crate::{Applied, Error, HookContext, HookPoint, Migration, Migrator, Planned, Report, Status};
 
@@ -29,6 +29,33 @@ pub(crate) struct FirstRead {
     pub(crate) server_version: i32,
     /// `None` when there is no (readable) history table yet.
     pub(crate) rows: Option<Vec<Row>>,
+}
+
+/// The runner's own connection, holding the migration lock (unless behind a pooler).
+pub(crate) struct Locked {
+    connection: Connection,
+    table: Table,
+    server_version: i32,
+    holds_lock: bool,
+}
+
+impl Locked {
+    pub(crate) fn session(&self) -> Session<'_> {
+        Session {
+            client: &self.connection,
+            table: &self.table,
+            server_version: self.server_version,
+        }
+    }
+
+    /// Releases the lock after a successful section; after a failed one the connection is only
+    /// dropped (closed), which releases it too.
+    pub(crate) async fn release<T>(self, result: Result<T, Error>) -> Result<T, Error> {
+        if self.holds_lock && result.is_ok() {
+            lock::release(&self.connection, &self.table).await?;
+        }
+        result
+    }
 }
 
 /// What a locked section works with: the runner's own connection, the resolved table and the
@@ -79,68 +106,179 @@ impl<'e> Engine<'e> {
 
     pub(crate) async fn run(&self, connection: Connection) -> Result<Report, Error> {
         let started = Instant::now();
-        let first = self.first_read(&connection).await?;
-        if let Some(rows) = &first.rows {
-            let statuses = merge(self.migrations(), rows);
-            if let Ok(verdict) = judge(&statuses, self.config.policy, self.config.target, false) {
-                if verdict.pending.is_empty() {
-                    warn_all(&verdict.warnings);
-                    return Ok(Report {
-                        warnings: verdict.warnings,
-                        elapsed_ms: elapsed_ms(started),
-                        ..Report::default()
-                    });
+        let fast = self.fast_check(&connection).await?;
+        if fast.up_to_date {
+            return Ok(Report {
+                elapsed_ms: elapsed_ms(started),
+                ..Report::default()
+            });
+        }
+        if fast.newer_unknown || self.config.target.is_some() {
+            // Versions from a newer release (read them all, without the lock, to warn by name),
+            // or a target (the rows up to it decide).
+            let first = self.first_read(&connection).await?;
+            if let Some(rows) = &first.rows {
+                let statuses = merge(self.migrations(), rows);
+                if let Ok(verdict) = judge(&statuses, self.config.policy, self.config.target, false)
+                {
+                    if verdict.pending.is_empty() {
+                        warn_all(&verdict.warnings);
+                        return Ok(Report {
+                            warnings: verdict.warnings,
+                            elapsed_ms: elapsed_ms(started),
+                            ..Report::default()
+                        });
+                    }
                 }
             }
-            // Anything else is decided under the lock: a `running` row seen without it may be
-            // another starter's migration in progress.
         }
-        let pooler = self.config.transaction_pooler;
-        let mut report = self
-            .with_lock(connection, &first, async |session| {
-                self.apply_all(session).await
-            })
-            .await?;
-        report.took_lock = !pooler;
+        // Anything else is decided under the lock: a `running` row seen without it may be
+        // another starter's migration in progress.
+        let first = FirstRead {
+            schema: fast.schema,
+            server_version: fast.server_version,
+            rows: None,
+        };
+        // While another starter holds the lock, it may apply everything this one needs.
+        let Some(locked) = self.lock_unless_up_to_date(connection, &first).await? else {
+            return Ok(Report {
+                elapsed_ms: elapsed_ms(started),
+                ..Report::default()
+            });
+        };
+        let result = self.apply_all(&locked.session()).await;
+        let mut report = locked.release(result).await?;
+        report.took_lock = !self.config.transaction_pooler;
         report.elapsed_ms = elapsed_ms(started);
         Ok(report)
     }
 
-    /// Runs `body` on the runner's own connection (taken out of any pool), after creating or
-    /// adopting the history table, under the migration lock (unless behind a transaction pooler).
-    /// On error the connection is dropped, not returned: closing it releases the lock.
-    pub(crate) async fn with_lock<T>(
+    /// The fast path, one round trip and one row: is every known migration applied with its
+    /// checksum, and nothing else below the newest known version? (Off with a target: then the
+    /// full rows decide.)
+    pub(crate) async fn fast_check(&self, client: &Client) -> Result<FastCheck, Error> {
+        let digest = self.config.migrations.applied_digest();
+        let newest = digest.newest;
+        let (schema_sql, from) = self.schema_and_table_sql();
+        let sql = format!(
+            "{schema_sql};\n\
+             SELECT count(*) FILTER (WHERE version <= {newest}), \
+             encode(sha256(convert_to(coalesce(string_agg(version::text || ' ' || checksum || ' ' || state, E'\\n' ORDER BY version) FILTER (WHERE version <= {newest}), ''), 'UTF8')), 'hex'), \
+             count(*) FILTER (WHERE version > {newest}) FROM {from}"
+        );
+        let outcome = batch::run(client, &sql).await;
+        let (head, tail) = split_first_statement(&outcome.messages);
+        let (schema, server_version) = schema_and_version(head)?;
+        let mut check = FastCheck {
+            schema,
+            server_version,
+            up_to_date: false,
+            newer_unknown: false,
+        };
+        match outcome.error {
+            None => {
+                if let Some((count, sha256, newer)) =
+                    tail.iter().find_map(|message| match message {
+                        SimpleQueryMessage::Row(row) => Some((
+                            row.get(0)?.parse::<usize>().ok()?,
+                            row.get(1)?.to_owned(),
+                            row.get(2)?.parse::<u64>().ok()?,
+                        )),
+                        _ => None,
+                    })
+                {
+                    let matches = count == digest.count && sha256 == digest.sha256;
+                    check.up_to_date = matches && newer == 0 && self.config.target.is_none();
+                    check.newer_unknown = matches && newer > 0;
+                }
+                Ok(check)
+            }
+            // No table, or one of another shape: the slow path, under the lock, looks closer
+            // (and refuses a foreign table by name).
+            Some(_) if first_completed(head) => Ok(check),
+            Some(error) => Err(Error::db("could not read the migration history", error)),
+        }
+    }
+
+    /// The first statement of a read batch (the schema, the server version) and the `FROM` of the
+    /// history table. Without a configured schema the unqualified name goes through the
+    /// search_path; the filter keeps only a table in current_schema(), where the runner would
+    /// create it (evaluated once, not per row).
+    fn schema_and_table_sql(&self) -> (String, String) {
+        let table = &self.config.table;
+        match &self.config.schema {
+            Some(schema) => (
+                format!(
+                    "SELECT {}, current_setting('server_version_num')",
+                    literal(schema)
+                ),
+                Table::new(schema, table).qualified,
+            ),
+            None => (
+                "SELECT current_schema(), current_setting('server_version_num')".to_owned(),
+                format!(
+                    "{} h WHERE h.tableoid = (SELECT to_regclass(quote_ident(current_schema()) || '.' || quote_ident({})))",
+                    crate::ident::quote(table),
+                    literal(table)
+                ),
+            ),
+        }
+    }
+
+    /// Takes the runner's own connection (out of any pool) and the migration lock (unless behind a
+    /// transaction pooler). Dropping the result closes the connection, which releases the lock:
+    /// on error nothing is returned to a pool.
+    pub(crate) async fn lock(
         &self,
         connection: Connection,
         first: &FirstRead,
-        body: impl AsyncFnOnce(&Session<'_>) -> Result<T, Error>,
-    ) -> Result<T, Error> {
+    ) -> Result<Locked, Error> {
+        let locked = self.prepare(connection, first).await?;
+        if locked.holds_lock {
+            lock::acquire(&locked.connection, &locked.table, self.lock_wait()).await?;
+        }
+        Ok(locked)
+    }
+
+    /// Like [`lock`](Self::lock), but while waiting checks whether the holder applied
+    /// everything: then there is nothing to do (`None`).
+    async fn lock_unless_up_to_date(
+        &self,
+        connection: Connection,
+        first: &FirstRead,
+    ) -> Result<Option<Locked>, Error> {
+        let locked = self.prepare(connection, first).await?;
+        if locked.holds_lock
+            && !lock::acquire_unless_up_to_date(
+                &locked.connection,
+                &locked.table,
+                self.lock_wait(),
+                self,
+            )
+            .await?
+        {
+            return Ok(None);
+        }
+        Ok(Some(locked))
+    }
+
+    async fn prepare(&self, connection: Connection, first: &FirstRead) -> Result<Locked, Error> {
         let connection = connection.take();
-        let table = Table::new(&first.schema, &self.config.table);
         self.configure_session(&connection, first.server_version)
             .await?;
-        let pooler = self.config.transaction_pooler;
-        if !pooler {
-            lock::acquire(
-                &connection,
-                &table,
-                lock::Wait {
-                    timeout: self.config.lock_wait,
-                    report_every: self.config.lock_report_every,
-                },
-            )
-            .await?;
-        }
-        let session = Session {
-            client: &connection,
-            table: &table,
+        Ok(Locked {
+            connection,
+            table: Table::new(&first.schema, &self.config.table),
             server_version: first.server_version,
-        };
-        let result = body(&session).await;
-        if !pooler && result.is_ok() {
-            lock::release(&connection, &table).await?;
+            holds_lock: !self.config.transaction_pooler,
+        })
+    }
+
+    fn lock_wait(&self) -> lock::Wait {
+        lock::Wait {
+            timeout: self.config.lock_wait,
+            report_every: self.config.lock_report_every,
         }
-        result
     }
 
     pub(crate) async fn plan(&self, client: &Client) -> Result<Vec<Planned>, Error> {
@@ -173,61 +311,20 @@ impl<'e> Engine<'e> {
 
     /// One round trip: the schema, the server version and every row.
     pub(crate) async fn first_read(&self, client: &Client) -> Result<FirstRead, Error> {
-        let table = &self.config.table;
-        let sql = match &self.config.schema {
-            Some(schema) => format!(
-                "SELECT {}, current_setting('server_version_num');\n{}",
-                literal(schema),
-                Table::new(schema, table).select_rows_sql()
-            ),
-            // The unqualified name is resolved through the search_path; the filter keeps only a
-            // table that lives in current_schema(), which is where the runner would create it.
-            None => format!(
-                "SELECT current_schema(), current_setting('server_version_num');\n{}",
-                Table::new("", table).select_rows_sql().replace(
-                    &format!("FROM {}.{}", crate::ident::quote(""), crate::ident::quote(table)),
-                    &format!(
-                        "FROM {} h WHERE h.tableoid = to_regclass(quote_ident(current_schema()) || '.' || quote_ident({}))",
-                        crate::ident::quote(table),
-                        literal(table)
-                    ),
-                )
-            ),
-        };
+        let (schema_sql, from) = self.schema_and_table_sql();
+        let sql = format!("{schema_sql};\n{}", history::rows_sql(&from));
         let outcome = batch::run(client, &sql).await;
-        let split = outcome
-            .messages
-            .iter()
-            .position(|message| matches!(message, SimpleQueryMessage::CommandComplete(_)))
-            .map_or(outcome.messages.len(), |index| index + 1);
-        let (head, tail) = outcome.messages.split_at(split);
-        let schema = first_value(head);
-        let server_version = head
-            .iter()
-            .find_map(|message| match message {
-                SimpleQueryMessage::Row(row) => row.get(1)?.parse().ok(),
-                _ => None,
-            })
-            .unwrap_or(0);
+        let (head, tail) = split_first_statement(&outcome.messages);
+        let (schema, server_version) = schema_and_version(head)?;
         let rows = match outcome.error {
-            None => Some(history::parse_rows(&Table::new("", table), tail)?),
-            Some(error)
-                if head.len() == split
-                    && matches!(
-                        error.code(),
-                        Some(&SqlState::UNDEFINED_TABLE)
-                            | Some(&SqlState::INVALID_SCHEMA_NAME)
-                            | Some(&SqlState::UNDEFINED_COLUMN)
-                    ) =>
-            {
-                None
+            None => {
+                let table = Table::new(&schema, &self.config.table);
+                Some(history::parse_rows(&table, tail)?)
             }
+            Some(error) if first_completed(head) && is_missing_history(&error) => None,
             Some(error) => {
                 return Err(Error::db("could not read the migration history", error));
             }
-        };
-        let Some(schema) = schema else {
-            return Err(Error::NoCurrentSchema);
         };
         Ok(FirstRead {
             schema,
@@ -490,6 +587,7 @@ impl<'e> Engine<'e> {
         };
         let elapsed = format!("(extract(epoch FROM clock_timestamp() - {since}) * 1000)::int");
         let mut segments = Vec::with_capacity(group.len());
+        let mut resets_session = false;
         for migration in group {
             let version = migration.version();
             if grouped {
@@ -511,17 +609,27 @@ impl<'e> Engine<'e> {
                 .count();
             // The newline ends a trailing `--` comment; the `;` a last statement without one.
             sql.push_str("\n;\n");
-            let restore = self.restore_after_migration_sql();
+            let changes_session = may_change_session(migration.up_sql());
+            resets_session |= changes_session;
+            let restore = if changes_session {
+                self.restore_after_migration_sql()
+            } else {
+                String::new()
+            };
             sql.push_str(&restore);
             let restore_statements = lexer::split(&restore)
                 .iter()
                 .filter(|statement| !statement.is_empty())
                 .count();
+            // One statement checks that the row survived the migration, records the duration and
+            // appends the log entry (a data-modifying WITH runs whether or not it is read).
             sql.push_str(&format!(
-                "WITH u AS (UPDATE {t} SET execution_time_ms = {elapsed} WHERE version = {version} RETURNING execution_time_ms) \
-                 SELECT 1 / count(*), max(execution_time_ms) FROM u;\n{log}",
+                "WITH u AS (UPDATE {t} SET execution_time_ms = {elapsed} WHERE version = {version} RETURNING execution_time_ms), \
+                 l AS (INSERT INTO {log} (version, action, host, duration_ms) SELECT {version}, 'apply', {host}, execution_time_ms FROM u) \
+                 SELECT 1 / count(*), max(execution_time_ms) FROM u;\n",
                 t = table.qualified,
-                log = history::log_sql(table, version, Action::Apply, &self.host, &elapsed, None),
+                log = table.log,
+                host = literal(&self.host),
             ));
             segments.push(Segment {
                 migration,
@@ -531,10 +639,13 @@ impl<'e> Engine<'e> {
                 statements: migration_statements,
                 check_statement: migration_statements + restore_statements,
             });
-            statements += migration_statements + restore_statements + 2;
+            statements += migration_statements + restore_statements + 1;
         }
         sql.push_str("COMMIT;\n");
-        sql.push_str(&self.session_reset_sql(server_version));
+        // A migration that cannot have changed session settings needs no reset after it.
+        if resets_session {
+            sql.push_str(&self.session_reset_sql(server_version));
+        }
         let mut attempt = 0;
         loop {
             let outcome = batch::run(client, &sql).await;
@@ -612,11 +723,9 @@ impl<'e> Engine<'e> {
                 ));
             }
             let failed_statement = completed - segment.first_statement;
-            // Right after the migration come the history check and the log INSERT: if either
-            // failed, the migration removed or changed them.
-            if failed_statement == segment.check_statement
-                || failed_statement == segment.check_statement + 1
-            {
+            // Right after the migration comes the history check (with the log INSERT): if it
+            // failed, the migration removed or changed the history or its log.
+            if failed_statement == segment.check_statement {
                 return Err(Error::HistoryTampered {
                     version,
                     name: migration.name().to_owned(),
@@ -798,6 +907,84 @@ impl<'e> Engine<'e> {
             }
         }
     }
+}
+
+/// Whether `sql` may change session settings that the runner's own statements depend on or
+/// that would reach the next migration (`SET`, `RESET`, `set_config`, a role, a search_path, a
+/// timeout, also inside dynamic SQL). A false positive only costs a few statements.
+pub(crate) fn may_change_session(sql: &str) -> bool {
+    let lower = sql.to_ascii_lowercase();
+    [
+        "set_config",
+        "set role",
+        "set session",
+        "set local",
+        "search_path",
+        "_timeout",
+        "read_only",
+    ]
+    .iter()
+    .any(|word| lower.contains(word))
+        || lexer::split(sql).iter().any(|statement| {
+            matches!(
+                statement.keywords(1).first().map(String::as_str),
+                Some("SET" | "RESET")
+            )
+        })
+}
+
+/// What the fast path found.
+pub(crate) struct FastCheck {
+    pub(crate) schema: String,
+    pub(crate) server_version: i32,
+    /// Every known migration is applied with its checksum, nothing else is recorded.
+    pub(crate) up_to_date: bool,
+    /// As above, except versions above the newest known one are recorded too.
+    pub(crate) newer_unknown: bool,
+}
+
+/// The messages of a batch's first statement (its row and its completion) and the rest.
+fn split_first_statement(
+    messages: &[SimpleQueryMessage],
+) -> (&[SimpleQueryMessage], &[SimpleQueryMessage]) {
+    let split = messages
+        .iter()
+        .position(|message| matches!(message, SimpleQueryMessage::CommandComplete(_)))
+        .map_or(messages.len(), |index| index + 1);
+    messages.split_at(split)
+}
+
+fn first_completed(head: &[SimpleQueryMessage]) -> bool {
+    matches!(head.last(), Some(SimpleQueryMessage::CommandComplete(_)))
+}
+
+/// The schema and server version from a read batch's first statement.
+fn schema_and_version(head: &[SimpleQueryMessage]) -> Result<(String, i32), Error> {
+    let row = head.iter().find_map(|message| match message {
+        SimpleQueryMessage::Row(row) => Some((
+            row.get(0).map(str::to_owned),
+            row.get(1)
+                .and_then(|version| version.parse().ok())
+                .unwrap_or(0),
+        )),
+        _ => None,
+    });
+    match row {
+        Some((Some(schema), version)) => Ok((schema, version)),
+        // The first statement failed (the connection?): the caller reports the batch's error.
+        None => Ok((String::new(), 0)),
+        Some((None, _)) => Err(Error::NoCurrentSchema),
+    }
+}
+
+/// No history table (yet), or a pybmpmon one not adopted yet: a fresh start, not an error.
+fn is_missing_history(error: &tokio_postgres::Error) -> bool {
+    matches!(
+        error.code(),
+        Some(&SqlState::UNDEFINED_TABLE)
+            | Some(&SqlState::INVALID_SCHEMA_NAME)
+            | Some(&SqlState::UNDEFINED_COLUMN)
+    )
 }
 
 fn warn_all(warnings: &[String]) {

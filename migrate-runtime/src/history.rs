@@ -32,15 +32,19 @@ impl Table {
         format!("{}.{}", self.schema, self.name)
     }
 
-    /// Reads the rows the fast path and the policies need (not `down_sql`, which can be large).
+    /// Reads the rows the policies and status need (not `down_sql`, which can be large).
     pub(crate) fn select_rows_sql(&self) -> String {
-        format!(
-            "SELECT version, name, checksum, state, \
-             to_char(applied_at::timestamptz AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), \
-             execution_time_ms, error FROM {} ORDER BY version",
-            self.qualified
-        )
+        rows_sql(&self.qualified)
     }
+}
+
+/// Reads every row of the history table named by the `from` clause.
+pub(crate) fn rows_sql(from: &str) -> String {
+    format!(
+        "SELECT version, name, checksum, state, \
+         to_char(applied_at::timestamptz AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), \
+         execution_time_ms, error FROM {from} ORDER BY version"
+    )
 }
 
 /// One row of the history table.

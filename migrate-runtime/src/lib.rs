@@ -28,7 +28,7 @@ pub use hooks::{HookContext, HookError, HookPoint};
 pub use lock::LockHolder;
 pub use migrate_core::{Migration, Problem, Script};
 pub use migrations::Migrations;
-pub use migrator::Migrator;
+pub use migrator::{BoxFuture, Migrator};
 pub use operate::{Repair, Repaired, Rollback};
 pub use redo::{Redo, RedoMismatch};
 pub use report::{Applied, Planned, Report};

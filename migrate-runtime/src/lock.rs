@@ -11,6 +11,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tokio_postgres::{Client, SimpleQueryMessage};
 
+use crate::apply::Engine;
 use crate::history::Table;
 use crate::Error;
 
@@ -68,8 +69,29 @@ pub(crate) struct Wait {
     pub(crate) report_every: Duration,
 }
 
-/// Takes the session lock, polling; logs the holder every `report_every`; gives up after `timeout`.
+/// Takes the session lock, polling; logs the holder every `report_every`; gives up after
+/// `timeout`.
 pub(crate) async fn acquire(client: &Client, table: &Table, wait: Wait) -> Result<(), Error> {
+    poll(client, table, wait, None).await.map(drop)
+}
+
+/// Like [`acquire`], but between tries asks whether the holder applied everything; then returns
+/// `false` without the lock.
+pub(crate) async fn acquire_unless_up_to_date(
+    client: &Client,
+    table: &Table,
+    wait: Wait,
+    engine: &Engine<'_>,
+) -> Result<bool, Error> {
+    poll(client, table, wait, Some(engine)).await
+}
+
+async fn poll(
+    client: &Client,
+    table: &Table,
+    wait: Wait,
+    recheck: Option<&Engine<'_>>,
+) -> Result<bool, Error> {
     let key = key(table);
     let started = Instant::now();
     let mut last_report = started;
@@ -81,7 +103,12 @@ pub(crate) async fn acquire(client: &Client, table: &Table, wait: Wait) -> Resul
             .await
             .map_err(|e| Error::db("could not try the migration lock", e))?;
         if first_value(&messages).as_deref() == Some("t") {
-            return Ok(());
+            return Ok(true);
+        }
+        if let Some(engine) = recheck {
+            if engine.fast_check(client).await?.up_to_date {
+                return Ok(false);
+            }
         }
         let waited = started.elapsed();
         if waited >= wait.timeout {

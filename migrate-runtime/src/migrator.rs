@@ -1,5 +1,7 @@
 //! [`Migrator`]: the configurable runner, and its entry points.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
 use deadpool_postgres::Pool;
@@ -11,6 +13,9 @@ use crate::status::Policy;
 use crate::{
     Error, Migrations, Redo, RedoMismatch, Repair, Repaired, Report, Rollback, Status, Validation,
 };
+
+/// A boxed, sendable future: what [`Migrator::run`] and [`Migrations::run`] return.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// A runner for a set of migrations, with its settings. [`Migrations::run`] is
 /// `Migrator::new(migrations).run(pool)` with the defaults.
@@ -181,14 +186,22 @@ impl<'a> Migrator<'a> {
     ///
     /// When nothing is pending this is one query on a pooled connection, which goes back to the
     /// pool. Otherwise the connection is taken out of the pool for good and closed at the end.
-    pub async fn run(&self, pool: &Pool) -> Result<Report, Error> {
-        let connection = Connection::Pooled(pool.get().await?);
-        Engine::new(self)?.run(connection).await
+    ///
+    /// The future is boxed so that the engine is compiled once, in this crate, not again (and
+    /// optimised again) in every service that calls it: that keeps a service's rebuild after
+    /// editing a migration fast.
+    #[inline(never)]
+    pub fn run<'r>(&'r self, pool: &'r Pool) -> BoxFuture<'r, Result<Report, Error>> {
+        Box::pin(async move {
+            let connection = Connection::Pooled(pool.get().await?);
+            Engine::new(self)?.run(connection).await
+        })
     }
 
     /// Applies what is pending on `client`, which the runner owns and closes.
-    pub async fn run_client(&self, client: Client) -> Result<Report, Error> {
-        Engine::new(self)?.run(Connection::Owned(client)).await
+    #[inline(never)]
+    pub fn run_client(&self, client: Client) -> BoxFuture<'_, Result<Report, Error>> {
+        Box::pin(async move { Engine::new(self)?.run(Connection::Owned(client)).await })
     }
 
     /// What [`run`](Self::run) would apply, with checksums and SQL; writes nothing (not even the
@@ -223,11 +236,11 @@ impl<'a> Migrator<'a> {
         let engine = Engine::new(self)?;
         let first = engine.first_read(&connection).await?;
         let started = std::time::Instant::now();
-        let mut report = engine
-            .with_lock(connection, &first, async |session| {
-                engine.rollback(session, how).await
-            })
-            .await?;
+        let mut report = {
+            let locked = engine.lock(connection, &first).await?;
+            let result = engine.rollback(&locked.session(), how).await;
+            locked.release(result).await
+        }?;
         report.took_lock = !self.transaction_pooler;
         report.elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         Ok(report)
@@ -270,11 +283,11 @@ impl<'a> Migrator<'a> {
         let connection = Connection::Pooled(pool.get().await?);
         let engine = Engine::new(self)?;
         let first = engine.first_read(&connection).await?;
-        engine
-            .with_lock(connection, &first, async |session| {
-                engine.baseline(session, version).await
-            })
-            .await
+        {
+            let locked = engine.lock(connection, &first).await?;
+            let result = engine.baseline(&locked.session(), version).await;
+            locked.release(result).await
+        }
     }
 
     /// Clears `failed` and `running` records (the migration is pending again; what it left
@@ -284,11 +297,11 @@ impl<'a> Migrator<'a> {
         let connection = Connection::Pooled(pool.get().await?);
         let engine = Engine::new(self)?;
         let first = engine.first_read(&connection).await?;
-        engine
-            .with_lock(connection, &first, async |session| {
-                engine.repair(session, scope).await
-            })
-            .await
+        {
+            let locked = engine.lock(connection, &first).await?;
+            let result = engine.repair(&locked.session(), scope).await;
+            locked.release(result).await
+        }
     }
 
     /// Checks the migrations against the database, changing nothing: modified, unknown, removed,

@@ -43,8 +43,20 @@ const EXIT_INVALID: u8 = 4;
 pub async fn run<I, T>(migrator: Migrator<'_>, args: I) -> ExitCode
 where
     I: IntoIterator<Item = T>,
-    T: Into<OsString> + Clone,
+    T: Into<OsString>,
 {
+    let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+    run_args(migrator, args).await
+}
+
+/// The CLI behind [`run`], boxed and not generic, so it is compiled once here rather than in
+/// every service binary that embeds it.
+#[inline(never)]
+fn run_args(migrator: Migrator<'_>, args: Vec<OsString>) -> crate::BoxFuture<'_, ExitCode> {
+    Box::pin(run_parsed(migrator, args))
+}
+
+async fn run_parsed(migrator: Migrator<'_>, args: Vec<OsString>) -> ExitCode {
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(error) => return usage(error),
