@@ -3,7 +3,6 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::path::Path;
-use std::sync::OnceLock;
 
 use deadpool_postgres::Pool;
 
@@ -11,21 +10,9 @@ use crate::{BoxFuture, Error, Migration, Migrator, Report};
 
 /// An ordered set of migrations with unique versions: what `embed_migrations!` expands to, or
 /// what [`Migrations::from_dir`] reads at run time.
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Migrations {
     list: Cow<'static, [Migration]>,
-    /// What the history table holds when all of these are applied, computed once.
-    applied_digest: OnceLock<AppliedDigest>,
-}
-
-/// The fast path's summary of a fully applied set: how many, the newest version, and the
-/// SHA-256 (hex) of `"<version> <checksum> applied"` lines joined by `\n`, in version order; the
-/// server computes the same from the history table in one row.
-#[derive(Clone, Debug)]
-pub(crate) struct AppliedDigest {
-    pub(crate) count: usize,
-    pub(crate) newest: i64,
-    pub(crate) sha256: String,
 }
 
 impl Migrations {
@@ -34,7 +21,6 @@ impl Migrations {
     pub const fn from_static(list: &'static [Migration]) -> Self {
         Migrations {
             list: Cow::Borrowed(list),
-            applied_digest: OnceLock::new(),
         }
     }
 
@@ -49,7 +35,6 @@ impl Migrations {
                     .map(migrate_core::loader::LoadedMigration::into_migration)
                     .collect(),
             ),
-            applied_digest: OnceLock::new(),
         })
     }
 
@@ -77,32 +62,6 @@ impl Migrations {
         }
         Ok(Migrations {
             list: Cow::Owned(list),
-            applied_digest: OnceLock::new(),
-        })
-    }
-
-    pub(crate) fn applied_digest(&self) -> &AppliedDigest {
-        self.applied_digest.get_or_init(|| {
-            use sha2::{Digest, Sha256};
-            let mut hasher = Sha256::new();
-            for (index, migration) in self.list.iter().enumerate() {
-                if index > 0 {
-                    hasher.update(b"\n");
-                }
-                hasher.update(
-                    format!("{} {} applied", migration.version(), migration.checksum()).as_bytes(),
-                );
-            }
-            let sha256 = hasher
-                .finalize()
-                .iter()
-                .map(|byte| format!("{byte:02x}"))
-                .collect();
-            AppliedDigest {
-                count: self.list.len(),
-                newest: self.list.last().map_or(i64::MIN, Migration::version),
-                sha256,
-            }
         })
     }
 
@@ -165,14 +124,6 @@ impl<'a> IntoIterator for &'a Migrations {
         self.iter()
     }
 }
-
-impl PartialEq for Migrations {
-    fn eq(&self, other: &Self) -> bool {
-        self.list == other.list
-    }
-}
-
-impl Eq for Migrations {}
 
 impl fmt::Debug for Migrations {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
