@@ -69,8 +69,10 @@ pub(crate) struct Session<'s> {
 /// Where one migration of a transactional batch sits in it, to trace an error back to it.
 struct Segment<'m> {
     migration: &'m Migration,
-    /// Index (in statements completed) of its history INSERT.
-    insert_statement: usize,
+    /// Index (in statements completed) of its first statement.
+    segment_start: usize,
+    /// Index of its history INSERT, when that goes first (behind a transaction pooler).
+    insert_statement: Option<usize>,
     /// Byte offset of its SQL in the batch.
     sql_start: usize,
     /// Index of its first statement.
@@ -601,11 +603,16 @@ impl<'e> Engine<'e> {
                 );
                 statements += 1;
             }
-            // The history row goes first: a second applier behind a transaction pooler blocks on
-            // its key and then fails with a unique violation instead of applying it again.
-            sql.push_str(&self.insert_sql(table, migration, "applied"));
-            let insert_statement = statements;
-            statements += 1;
+            // Behind a transaction pooler the history row goes first: a second applier blocks on
+            // its key and then fails with a unique violation instead of applying it again. Under
+            // the session lock nobody else applies, so it goes last, like any runner's: no UPDATE.
+            let insert_first = self.config.transaction_pooler;
+            let segment_start = statements;
+            if insert_first {
+                sql.push_str(&self.insert_sql(table, migration, "applied"));
+                statements += 1;
+            }
+            let first_statement = statements;
             let sql_start = sql.len();
             sql.push_str(migration.up_sql());
             let migration_statements = lexer::split(migration.up_sql())
@@ -626,21 +633,37 @@ impl<'e> Engine<'e> {
                 .iter()
                 .filter(|statement| !statement.is_empty())
                 .count();
-            // One statement checks that the row survived the migration, records the duration and
-            // appends the log entry (a data-modifying WITH runs whether or not it is read).
+            // One statement records the row (or checks that it survived the migration) with the
+            // duration and appends the log entry (a data-modifying WITH runs whether or not it is
+            // read); it fails if the migration dropped the history or its log.
+            let record = if insert_first {
+                format!(
+                    "UPDATE {} SET execution_time_ms = {elapsed} WHERE version = {version} RETURNING execution_time_ms",
+                    table.qualified
+                )
+            } else {
+                format!(
+                    "INSERT INTO {} (version, name, checksum, state, applied_by, down_sql, execution_time_ms) \
+                     VALUES ({version}, {}, {}, 'applied', current_user, {}, {elapsed}) RETURNING execution_time_ms",
+                    table.qualified,
+                    literal(migration.name()),
+                    literal(migration.checksum()),
+                    literal_opt(migration.down_sql()),
+                )
+            };
             sql.push_str(&format!(
-                "WITH u AS (UPDATE {t} SET execution_time_ms = {elapsed} WHERE version = {version} RETURNING execution_time_ms), \
-                 l AS (INSERT INTO {log} (version, action, host, duration_ms) SELECT {version}, 'apply', {host}, execution_time_ms FROM u) \
-                 SELECT 1 / count(*), max(execution_time_ms) FROM u;\n",
-                t = table.qualified,
+                "WITH h AS ({record}), \
+                 l AS (INSERT INTO {log} (version, action, host, duration_ms) SELECT {version}, 'apply', {host}, execution_time_ms FROM h) \
+                 SELECT 1 / count(*), max(execution_time_ms) FROM h;\n",
                 log = table.log,
                 host = literal(&self.host),
             ));
             segments.push(Segment {
                 migration,
-                insert_statement,
+                segment_start,
+                insert_statement: insert_first.then_some(segment_start),
                 sql_start,
-                first_statement: insert_statement + 1,
+                first_statement,
                 statements: migration_statements,
                 check_statement: migration_statements + restore_statements,
             });
@@ -709,7 +732,7 @@ impl<'e> Engine<'e> {
             let Some(segment) = segments
                 .iter()
                 .rev()
-                .find(|segment| completed >= segment.insert_statement)
+                .find(|segment| completed >= segment.segment_start)
             else {
                 return Err(Error::db(
                     "could not start the migration transaction",
@@ -718,7 +741,7 @@ impl<'e> Engine<'e> {
             };
             let migration = segment.migration;
             let version = migration.version();
-            if completed == segment.insert_statement {
+            if Some(completed) == segment.insert_statement {
                 if is_history_conflict(&error, table) {
                     return Ok(group.iter().map(|_| Outcome::AppliedByOther).collect());
                 }
@@ -728,9 +751,13 @@ impl<'e> Engine<'e> {
                 ));
             }
             let failed_statement = completed - segment.first_statement;
-            // Right after the migration comes the history check (with the log INSERT): if it
-            // failed, the migration removed or changed the history or its log.
+            // Right after the migration comes the history record (with the log INSERT): if it
+            // failed, the migration removed or changed the history or its log, unless another
+            // starter (one behind a pooler, say) recorded the migration first.
             if failed_statement == segment.check_statement {
+                if segment.insert_statement.is_none() && is_history_conflict(&error, table) {
+                    return Ok(group.iter().map(|_| Outcome::AppliedByOther).collect());
+                }
                 return Err(Error::HistoryTampered {
                     version,
                     name: migration.name().to_owned(),

@@ -331,7 +331,8 @@ async fn history_table_dropped_by_a_migration_is_rolled_back() {
     assert_eq!(history(&client).await, vec![1]);
     assert!(!exists(&client, "b").await);
 
-    // Deleting the rows is tampering too.
+    // Behind a transaction pooler the row is inserted first, so deleting the rows removes it
+    // too: caught and rolled back.
     let migrations = set(&[
         (1, "a", "CREATE TABLE a (id int);"),
         (
@@ -340,7 +341,11 @@ async fn history_table_dropped_by_a_migration_is_rolled_back() {
             "CREATE TABLE b (id int);\nDELETE FROM schema_migrations;",
         ),
     ]);
-    let error = migrations.run(&pool).await.expect_err("tampering refused");
+    let error = Migrator::new(&migrations)
+        .transaction_pooler(true)
+        .run(&pool)
+        .await
+        .expect_err("tampering refused");
     assert!(
         matches!(error, Error::HistoryTampered { version: 2, .. }),
         "{error:?}"
@@ -348,6 +353,22 @@ async fn history_table_dropped_by_a_migration_is_rolled_back() {
     assert_eq!(history(&client).await, vec![1]);
     assert!(!exists(&client, "b").await);
     assert_eq!(log(&client).await, vec![(1, "apply".to_owned())]);
+
+    // Under the session lock the row is recorded after the migration, so deleting earlier rows
+    // is not seen by that run; the next run refuses the damaged history instead of re-applying.
+    migrations
+        .run(&pool)
+        .await
+        .expect("the deletion itself goes unseen");
+    assert_eq!(history(&client).await, vec![2]);
+    let error = migrations
+        .run(&pool)
+        .await
+        .expect_err("damaged history refused");
+    assert!(
+        matches!(error, Error::OutOfOrder { version: 1, .. }),
+        "{error:?}"
+    );
 }
 
 #[tokio::test]
