@@ -834,21 +834,7 @@ impl<'e> Engine<'e> {
         }
         let started = Instant::now();
         let sql = migration.up_sql();
-        let mut failed = None;
-        for statement in lexer::split(sql).iter().filter(|s| !s.is_empty()) {
-            if let Err(error) = client.simple_query(statement.text).await {
-                let line = match error.as_db_error().and_then(|db| db.position()) {
-                    Some(ErrorPosition::Original(position)) => {
-                        batch::char_position_to_byte(statement.text, *position as usize)
-                            .map(|byte| lexer::line_of(sql, statement.offset + byte))
-                    }
-                    _ => None,
-                }
-                .unwrap_or(statement.line);
-                failed = Some((line, error));
-                break;
-            }
-        }
+        let failed = run_statements(client, sql).await.err();
         let duration_ms = elapsed_ms(started);
         let reset = self.session_reset_sql(server_version);
         let reset = if pooler { String::new() } else { reset };
@@ -939,6 +925,28 @@ impl<'e> Engine<'e> {
             }
         }
     }
+}
+
+/// Runs a no-transaction script statement by statement (each its own implicit transaction, as
+/// `CREATE INDEX CONCURRENTLY` needs); on failure, the file's line of the error and the error.
+pub(crate) async fn run_statements(
+    client: &Client,
+    sql: &str,
+) -> Result<(), (u32, tokio_postgres::Error)> {
+    for statement in lexer::split(sql).iter().filter(|s| !s.is_empty()) {
+        if let Err(error) = client.simple_query(statement.text).await {
+            let line = match error.as_db_error().and_then(|db| db.position()) {
+                Some(ErrorPosition::Original(position)) => {
+                    batch::char_position_to_byte(statement.text, *position as usize)
+                        .map(|byte| lexer::line_of(sql, statement.offset + byte))
+                }
+                _ => None,
+            }
+            .unwrap_or(statement.line);
+            return Err((line, error));
+        }
+    }
+    Ok(())
 }
 
 /// Whether `sql` may change session settings that the runner's own statements depend on or

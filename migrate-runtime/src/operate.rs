@@ -5,10 +5,9 @@ use std::time::Instant;
 
 use migrate_core::{directive, lexer};
 use serde::Serialize;
-use tokio_postgres::error::ErrorPosition;
 use tokio_postgres::{Client, SimpleQueryMessage};
 
-use crate::apply::{elapsed_ms, failure, invalid_indexes, Engine, Session};
+use crate::apply::{elapsed_ms, failure, invalid_indexes, run_statements, Engine, Session};
 use crate::batch;
 use crate::history::{self, Action, Table};
 use crate::ident::{literal, literal_opt};
@@ -234,45 +233,34 @@ impl Engine<'_> {
             .await
             .map_err(|e| Error::db(format!("could not mark migration {version} as running"), e))?;
         let started = Instant::now();
-        let sql = migration.up_sql();
-        for statement in lexer::split(sql).iter().filter(|s| !s.is_empty()) {
-            if let Err(error) = client.simple_query(statement.text).await {
-                let line = match error.as_db_error().and_then(|db| db.position()) {
-                    Some(ErrorPosition::Original(position)) => {
-                        batch::char_position_to_byte(statement.text, *position as usize)
-                            .map(|byte| lexer::line_of(sql, statement.offset + byte))
-                    }
-                    _ => None,
-                }
-                .unwrap_or(statement.line);
-                let _ = client.batch_execute("ROLLBACK").await;
-                let message = crate::apply::describe(&error);
-                let duration = elapsed_ms(started);
-                // Reset first: the down's session settings (a role, read-only) must not break
-                // the record.
-                let record = format!(
+        if let Err((line, error)) = run_statements(client, migration.up_sql()).await {
+            let _ = client.batch_execute("ROLLBACK").await;
+            let message = crate::apply::describe(&error);
+            let duration = elapsed_ms(started);
+            // Reset first: the down's session settings (a role, read-only) must not break
+            // the record.
+            let record = format!(
                     "{}BEGIN READ WRITE;\nUPDATE {} SET state = 'failed', error = {} WHERE version = {version};\n{}COMMIT;",
                     self.session_reset_sql(session.server_version),
                     table.qualified,
                     literal(&format!("rollback failed: {message}")),
                     history::log_sql(table, version, Action::Fail, &self.host, &duration.to_string(), Some(&message)),
                 );
-                let recorded = match client.batch_execute(&record).await {
-                    Ok(()) => true,
-                    Err(record_error) => {
-                        tracing::error!(version, error = %record_error, "could not record the failed rollback");
-                        false
-                    }
-                };
-                let invalid = invalid_indexes(client).await;
-                let failed = failure(migration, Some(line), true, invalid, error);
-                // The row was marked `running` before the down started; say so if it still is.
-                return Err(if recorded {
-                    failed
-                } else {
-                    failed.not_recorded()
-                });
-            }
+            let recorded = match client.batch_execute(&record).await {
+                Ok(()) => true,
+                Err(record_error) => {
+                    tracing::error!(version, error = %record_error, "could not record the failed rollback");
+                    false
+                }
+            };
+            let invalid = invalid_indexes(client).await;
+            let failed = failure(migration, Some(line), true, invalid, error);
+            // The row was marked `running` before the down started; say so if it still is.
+            return Err(if recorded {
+                failed
+            } else {
+                failed.not_recorded()
+            });
         }
         let duration = elapsed_ms(started);
         let done = format!(

@@ -122,6 +122,34 @@ pub(crate) fn merge(migrations: &[Migration], rows: &[Row]) -> Vec<Status> {
     statuses
 }
 
+/// The newest versions the rules compare against.
+pub(crate) struct Newest {
+    /// The newest version known here.
+    pub(crate) known: Option<i64>,
+    /// The newest version recorded as applied. Versions a newer release applied (`unknown`) count
+    /// too: applying an older pending one under them would make that release find a version it
+    /// does not know below its newest, and refuse to start (`Removed`).
+    pub(crate) applied: Option<i64>,
+}
+
+impl Newest {
+    pub(crate) fn of(statuses: &[Status]) -> Self {
+        let newest = |keep: fn(State) -> bool| {
+            statuses
+                .iter()
+                .filter(|status| keep(status.state))
+                .map(|status| status.version)
+                .max()
+        };
+        Newest {
+            known: newest(|state| state != State::Unknown),
+            applied: newest(|state| {
+                matches!(state, State::Applied | State::Modified | State::Unknown)
+            }),
+        }
+    }
+}
+
 /// The configurable part of the rules.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Policy {
@@ -144,24 +172,10 @@ pub(crate) fn judge(
     target: Option<i64>,
     running_is_in_progress: bool,
 ) -> Result<Verdict, Error> {
-    let newest_known = statuses
-        .iter()
-        .filter(|status| status.state != State::Unknown)
-        .map(|status| status.version)
-        .max();
-    // Versions a newer release applied (`unknown`) count too: applying an older pending one
-    // under them would make that release find a version it does not know below its newest, and
-    // refuse to start (`Removed`).
-    let newest_applied = statuses
-        .iter()
-        .filter(|status| {
-            matches!(
-                status.state,
-                State::Applied | State::Modified | State::Unknown
-            )
-        })
-        .map(|status| status.version)
-        .max();
+    let Newest {
+        known: newest_known,
+        applied: newest_applied,
+    } = Newest::of(statuses);
     let mut verdict = Verdict::default();
     for status in statuses {
         let (version, name) = (status.version, status.name.clone());

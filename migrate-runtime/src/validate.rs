@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use crate::status::Policy;
+use crate::status::{Newest, Policy};
 use crate::{State, Status};
 
 /// What is wrong, or worth a look, for one migration.
@@ -49,22 +49,10 @@ pub struct Validation {
 
 impl Validation {
     pub(crate) fn new(statuses: Vec<Status>, policy: Policy) -> Self {
-        let newest_known = statuses
-            .iter()
-            .filter(|status| status.state != State::Unknown)
-            .map(|status| status.version)
-            .max();
-        // As in `judge`: versions a newer release applied count as applied.
-        let newest_applied = statuses
-            .iter()
-            .filter(|status| {
-                matches!(
-                    status.state,
-                    State::Applied | State::Modified | State::Unknown
-                )
-            })
-            .map(|status| status.version)
-            .max();
+        let Newest {
+            known: newest_known,
+            applied: newest_applied,
+        } = Newest::of(&statuses);
         let mut issues = Vec::new();
         for status in &statuses {
             let issue = |kind, error| Issue {
