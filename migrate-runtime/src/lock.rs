@@ -106,7 +106,17 @@ async fn poll(
             return Ok(true);
         }
         if let Some(engine) = recheck {
-            if engine.fast_check(client).await?.up_to_date {
+            let check =
+                engine.fast_check(client).await.map_err(|error| {
+                    match error {
+                Error::Database { source, .. } => Error::db(
+                    "could not re-read the migration history while waiting for the migration lock",
+                    source,
+                ),
+                other => other,
+            }
+                })?;
+            if check.up_to_date {
                 return Ok(false);
             }
         }
