@@ -20,7 +20,7 @@ const CONNECTION_CHECK_SINCE: i32 = 140_000;
 
 pub(crate) struct Engine<'e> {
     pub(crate) config: &'e Migrator<'e>,
-    pub(crate) host: String,
+    pub(crate) host: &'static str,
 }
 
 /// The first read of a run: where the table is and what it holds.
@@ -656,7 +656,7 @@ impl<'e> Engine<'e> {
                  l AS (INSERT INTO {log} (version, action, host, duration_ms) SELECT {version}, 'apply', {host}, execution_time_ms FROM h) \
                  SELECT 1 / count(*), max(execution_time_ms) FROM h;\n",
                 log = table.log,
-                host = literal(&self.host),
+                host = literal(self.host),
             ));
             segments.push(Segment {
                 migration,
@@ -846,7 +846,7 @@ impl<'e> Engine<'e> {
                 let done = format!(
                     "{reset}BEGIN READ WRITE;\nUPDATE {} SET state = 'applied', execution_time_ms = {duration_ms} WHERE version = {version};\n{}COMMIT;",
                     table.qualified,
-                    history::log_sql(table, version, Action::Apply, &self.host, &duration_ms.to_string(), None),
+                    history::log_sql(table, version, Action::Apply, self.host, &duration_ms.to_string(), None),
                 );
                 client.batch_execute(&done).await.map_err(|e| {
                     Error::db(
@@ -861,24 +861,59 @@ impl<'e> Engine<'e> {
                     no_transaction: true,
                 }))
             }
-            Some((line, error)) => {
-                rollback(client).await;
-                let invalid_indexes = invalid_indexes(client).await;
-                let message = describe(&error);
-                let record = format!(
-                    "{reset}BEGIN READ WRITE;\nUPDATE {} SET state = 'failed', execution_time_ms = {duration_ms}, error = {} WHERE version = {version};\n{}COMMIT;",
-                    table.qualified,
-                    literal(&message),
-                    history::log_sql(table, version, Action::Fail, &self.host, &duration_ms.to_string(), Some(&message)),
-                );
-                let failed = failure(migration, Some(line), true, invalid_indexes, error);
-                if let Err(record_error) = client.batch_execute(&record).await {
-                    tracing::error!(version, error = %record_error, "could not record the failed migration; it stays recorded as running");
-                    return Err(failed.not_recorded());
-                }
-                Err(failed)
-            }
+            Some((line, error)) => Err(self
+                .record_failure(
+                    client,
+                    table,
+                    &reset,
+                    migration,
+                    (line, error),
+                    duration_ms,
+                    true,
+                    "",
+                )
+                .await),
         }
+    }
+
+    /// After a no-transaction script (an up, or a down) failed at `line`: ends any failed
+    /// transaction, marks the migration `failed` with the error (after `reset`, so the script's
+    /// session settings cannot break the record), logs it, and returns the error to report,
+    /// naming INVALID indexes left behind. The log gets `duration_ms`; the history row too when
+    /// `record_duration` (a down keeps the up's); `note` prefixes the stored error.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn record_failure(
+        &self,
+        client: &Client,
+        table: &Table,
+        reset: &str,
+        migration: &Migration,
+        (line, error): (u32, tokio_postgres::Error),
+        duration_ms: u64,
+        record_duration: bool,
+        note: &str,
+    ) -> Error {
+        let version = migration.version();
+        rollback(client).await;
+        let invalid_indexes = invalid_indexes(client).await;
+        let message = describe(&error);
+        let set_duration = if record_duration {
+            format!(", execution_time_ms = {duration_ms}")
+        } else {
+            String::new()
+        };
+        let record = format!(
+            "{reset}BEGIN READ WRITE;\nUPDATE {} SET state = 'failed'{set_duration}, error = {} WHERE version = {version};\n{}COMMIT;",
+            table.qualified,
+            literal(&format!("{note}{message}")),
+            history::log_sql(table, version, Action::Fail, self.host, &duration_ms.to_string(), Some(&message)),
+        );
+        let failed = failure(migration, Some(line), true, invalid_indexes, error);
+        if let Err(record_error) = client.batch_execute(&record).await {
+            tracing::error!(version, error = %record_error, "could not record the failure; the migration stays recorded as running");
+            return failed.not_recorded();
+        }
+        failed
     }
 
     /// Behind a transaction pooler another starter may be running this no-transaction migration:

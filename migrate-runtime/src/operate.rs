@@ -184,7 +184,7 @@ impl Engine<'_> {
             "{prefix}{}\n;\n{restore}WITH d AS (DELETE FROM {t} WHERE version = {version} RETURNING 1) SELECT 1 / count(*) FROM d;\n{log}COMMIT;\n{reset}",
             migration.up_sql(),
             t = table.qualified,
-            log = history::log_sql(table, version, Action::Rollback, &self.host, elapsed, None),
+            log = history::log_sql(table, version, Action::Rollback, self.host, elapsed, None),
             reset = self.session_reset_sql(session.server_version),
         );
         let outcome = batch::run(client, &sql).await;
@@ -233,34 +233,21 @@ impl Engine<'_> {
             .await
             .map_err(|e| Error::db(format!("could not mark migration {version} as running"), e))?;
         let started = Instant::now();
-        if let Err((line, error)) = run_statements(client, migration.up_sql()).await {
-            let _ = client.batch_execute("ROLLBACK").await;
-            let message = crate::apply::describe(&error);
+        if let Err(failed) = run_statements(client, migration.up_sql()).await {
+            let reset = self.session_reset_sql(session.server_version);
             let duration = elapsed_ms(started);
-            // Reset first: the down's session settings (a role, read-only) must not break
-            // the record.
-            let record = format!(
-                    "{}BEGIN READ WRITE;\nUPDATE {} SET state = 'failed', error = {} WHERE version = {version};\n{}COMMIT;",
-                    self.session_reset_sql(session.server_version),
-                    table.qualified,
-                    literal(&format!("rollback failed: {message}")),
-                    history::log_sql(table, version, Action::Fail, &self.host, &duration.to_string(), Some(&message)),
-                );
-            let recorded = match client.batch_execute(&record).await {
-                Ok(()) => true,
-                Err(record_error) => {
-                    tracing::error!(version, error = %record_error, "could not record the failed rollback");
-                    false
-                }
-            };
-            let invalid = invalid_indexes(client).await;
-            let failed = failure(migration, Some(line), true, invalid, error);
-            // The row was marked `running` before the down started; say so if it still is.
-            return Err(if recorded {
-                failed
-            } else {
-                failed.not_recorded()
-            });
+            return Err(self
+                .record_failure(
+                    client,
+                    table,
+                    &reset,
+                    migration,
+                    failed,
+                    duration,
+                    false,
+                    "rollback failed: ",
+                )
+                .await);
         }
         let duration = elapsed_ms(started);
         let done = format!(
@@ -271,7 +258,7 @@ impl Engine<'_> {
                 table,
                 version,
                 Action::Rollback,
-                &self.host,
+                self.host,
                 &duration.to_string(),
                 None
             ),
@@ -311,7 +298,7 @@ impl Engine<'_> {
                 table,
                 migration.version(),
                 Action::Baseline,
-                &self.host,
+                self.host,
                 "0",
                 None,
             ));
@@ -366,7 +353,7 @@ impl Engine<'_> {
                         table,
                         version,
                         Action::Repair,
-                        &self.host,
+                        self.host,
                         "0",
                         Some(&note),
                     ));
@@ -389,7 +376,7 @@ impl Engine<'_> {
                         table,
                         version,
                         Action::Repair,
-                        &self.host,
+                        self.host,
                         "0",
                         Some(&note),
                     ));
