@@ -9,6 +9,7 @@ use tokio_postgres::{Client, SimpleQueryMessage};
 use crate::batch;
 use crate::connection::Connection;
 use crate::error::MigrationFailure;
+use crate::fingerprint;
 use crate::history::{self, Action, Row, Shape, Table};
 use crate::ident::{literal, literal_opt, validate};
 use crate::lock;
@@ -108,39 +109,35 @@ impl<'e> Engine<'e> {
 
     pub(crate) async fn run(&self, connection: Connection) -> Result<Report, Error> {
         let started = Instant::now();
-        let fast = self.fast_check(&connection).await?;
-        if fast.up_to_date {
+        let up_to_date = self
+            .fast_check(&connection)
+            .await
+            .map_err(|error| Error::db("could not read the migration history", error))?;
+        if up_to_date {
             return Ok(Report {
                 elapsed_ms: elapsed_ms(started),
                 ..Report::default()
             });
         }
-        if fast.newer_unknown || self.config.target.is_some() {
-            // Versions from a newer release (read them all, without the lock, to warn by name),
-            // or a target (the rows up to it decide).
-            let first = self.first_read(&connection).await?;
-            if let Some(rows) = &first.rows {
-                let statuses = merge(self.migrations(), rows);
-                if let Ok(verdict) = judge(&statuses, self.config.policy, self.config.target, false)
-                {
-                    if verdict.pending.is_empty() {
-                        warn_all(&verdict.warnings);
-                        return Ok(Report {
-                            warnings: verdict.warnings,
-                            elapsed_ms: elapsed_ms(started),
-                            ..Report::default()
-                        });
-                    }
+        // Not exactly the known set: every row, read without the lock, says why. Versions from
+        // a newer release only warn by name, and a target may already be reached; then there
+        // is nothing to do.
+        let first = self.first_read(&connection).await?;
+        if let Some(rows) = &first.rows {
+            let statuses = merge(self.migrations(), rows);
+            if let Ok(verdict) = judge(&statuses, self.config.policy, self.config.target, false) {
+                if verdict.pending.is_empty() {
+                    warn_all(&verdict.warnings);
+                    return Ok(Report {
+                        warnings: verdict.warnings,
+                        elapsed_ms: elapsed_ms(started),
+                        ..Report::default()
+                    });
                 }
             }
         }
         // Anything else is decided under the lock: a `running` row seen without it may be
         // another starter's migration in progress.
-        let first = FirstRead {
-            schema: fast.schema,
-            server_version: fast.server_version,
-            rows: None,
-        };
         // While another starter holds the lock, it may apply everything this one needs.
         let Some(locked) = self.lock_unless_up_to_date(connection, &first).await? else {
             return Ok(Report {
@@ -155,56 +152,40 @@ impl<'e> Engine<'e> {
         Ok(report)
     }
 
-    /// The fast path, one round trip: is every known migration applied with its checksum, and
-    /// nothing else recorded below the newest known version? Only the three columns that decide
-    /// it are read (plain text, compared here), which costs the server little more than a runner
-    /// that checks versions only. (Off with a target: then the full rows decide.)
-    pub(crate) async fn fast_check(&self, client: &Client) -> Result<FastCheck, Error> {
-        let (schema_sql, from) = self.schema_and_table_sql();
-        let sql = format!("{schema_sql};\nSELECT version, checksum, state FROM {from}");
-        let outcome = batch::run(client, &sql).await;
-        let (head, tail) = split_first_statement(&outcome.messages);
-        let (schema, server_version) = schema_and_version(head)?;
-        let mut check = FastCheck {
-            schema,
-            server_version,
-            up_to_date: false,
-            newer_unknown: false,
-        };
-        match outcome.error {
-            None => {
-                let known = self.migrations();
-                let newest = known.last().map_or(i64::MIN, Migration::version);
-                let mut recorded: Vec<(i64, &str, &str)> = Vec::with_capacity(known.len());
-                for message in tail {
-                    if let SimpleQueryMessage::Row(row) = message {
-                        // A row this check cannot read: the slow path looks closer.
-                        let Some(row) = version_checksum_state(row) else {
-                            return Ok(check);
-                        };
-                        recorded.push(row);
-                    }
-                }
-                recorded.sort_unstable_by_key(|(version, _, _)| *version);
-                let split = recorded.partition_point(|(version, _, _)| *version <= newest);
-                let (up_to_newest, newer) = recorded.split_at(split);
-                let matches = up_to_newest.len() == known.len()
-                    && up_to_newest.iter().zip(known).all(
-                        |((version, checksum, state), migration)| {
-                            *version == migration.version()
-                                && *checksum == migration.checksum()
-                                && *state == "applied"
-                        },
-                    );
-                check.up_to_date = matches && newer.is_empty() && self.config.target.is_none();
-                check.newer_unknown = matches && !newer.is_empty();
-                Ok(check)
-            }
-            // No table, or one of another shape: the slow path, under the lock, looks closer
-            // (and refuses a foreign table by name).
-            Some(_) if first_completed(head) => Ok(check),
-            Some(error) => Err(Error::db("could not read the migration history", error)),
+    /// The fast path, one round trip and one row: is every known migration applied with its
+    /// checksum, and nothing else recorded? The server sums a hash of each row's checksum and
+    /// version, the runner compares the sum with its own set's (see [`fingerprint`]); unlike
+    /// reading every row, this costs less than a runner that reads versions only.
+    ///
+    /// Anything but a match (no table yet, a table of another shape, something pending, an edited
+    /// file, a newer release's rows) is `false`: the slow path reads every row and says which.
+    /// Only a failed connection is an error.
+    pub(crate) async fn fast_check(&self, client: &Client) -> Result<bool, tokio_postgres::Error> {
+        if self.config.target.is_some() {
+            return Ok(false);
         }
+        let (_, from) = self.schema_and_table_sql();
+        let sql = format!(
+            "SELECT count(*), {}, bool_and(state = 'applied') FROM {from}",
+            fingerprint::SQL
+        );
+        let messages = match client.simple_query(&sql).await {
+            Ok(messages) => messages,
+            Err(error) if error.as_db_error().is_some() => return Ok(false),
+            Err(error) => return Err(error),
+        };
+        let Some(row) = messages.iter().find_map(|message| match message {
+            SimpleQueryMessage::Row(row) => Some(row),
+            _ => None,
+        }) else {
+            return Ok(false);
+        };
+        let migrations = self.config.migrations;
+        let count = row.get(0).and_then(|count| count.parse::<usize>().ok());
+        // An empty table sums to NULL.
+        let sum = row.get(1).map_or(Some(0), |sum| sum.parse::<i128>().ok());
+        let all_applied = row.get(2) != Some("f");
+        Ok(count == Some(migrations.len()) && sum == Some(migrations.fingerprint()) && all_applied)
     }
 
     /// The first statement of a read batch (the schema, the server version) and the `FROM` of the
@@ -440,13 +421,14 @@ impl<'e> Engine<'e> {
                 });
             }
             let outcomes = self
-                .apply_transactional(client, table, &pending, server_version)
+                .apply_transactional(client, table, &pending, server_version, true)
                 .await?;
             for (migration, outcome) in pending.iter().zip(outcomes) {
                 self.record(&mut report, migration, outcome);
             }
         } else {
-            for migration in &pending {
+            for (index, migration) in pending.iter().enumerate() {
+                let last = index + 1 == pending.len();
                 let each = |point| HookContext {
                     point,
                     pending: versions.clone(),
@@ -459,7 +441,7 @@ impl<'e> Engine<'e> {
                             .await?,
                     ]
                 } else {
-                    self.apply_transactional(client, table, &[*migration], server_version)
+                    self.apply_transactional(client, table, &[*migration], server_version, last)
                         .await?
                 };
                 for outcome in outcomes {
@@ -549,16 +531,29 @@ impl<'e> Engine<'e> {
     /// Applies `group` (one migration, or all of a grouped run) in one transaction and one round
     /// trip: `BEGIN`, then per migration its history row, its SQL, a check that the row is still
     /// there (with the execution time) and the log entry, then `COMMIT`.
+    ///
+    /// Unless `durable`, the commit does not wait for its WAL to reach disk. A run makes only its
+    /// last commit `durable`, and that flush covers the WAL of every commit before it: when the
+    /// run returns, all of it is on disk, and a run of 1,000 migrations waits for one flush, not
+    /// 1,000. A server crash before that flush loses the latest migrations together with their
+    /// history rows (each is still one transaction), and the next run applies them again. Other
+    /// starters cannot act on them early: they see the whole set applied only once the last
+    /// commit, flushed before it becomes visible, is.
     async fn apply_transactional(
         &self,
         client: &Client,
         table: &Table,
         group: &[&Migration],
         server_version: i32,
+        durable: bool,
     ) -> Result<Vec<Outcome>, Error> {
         let grouped = group.len() > 1;
         let mut sql = String::from("BEGIN;\n");
         let mut statements = 1;
+        if !durable {
+            sql.push_str("SET LOCAL synchronous_commit = off;\n");
+            statements += 1;
+        }
         if self.config.transaction_pooler && server_version >= CONNECTION_CHECK_SINCE {
             // Behind a pooler there is no session to set the check interval on (see
             // `check_interval_sql`), but the transaction has one: without it, a starter killed
@@ -1008,16 +1003,6 @@ pub(crate) fn may_change_session(sql: &str) -> bool {
         })
 }
 
-/// What the fast path found.
-pub(crate) struct FastCheck {
-    pub(crate) schema: String,
-    pub(crate) server_version: i32,
-    /// Every known migration is applied with its checksum, nothing else is recorded.
-    pub(crate) up_to_date: bool,
-    /// As above, except versions above the newest known one are recorded too.
-    pub(crate) newer_unknown: bool,
-}
-
 /// The messages of a batch's first statement (its row and its completion) and the rest.
 fn split_first_statement(
     messages: &[SimpleQueryMessage],
@@ -1027,10 +1012,6 @@ fn split_first_statement(
         .position(|message| matches!(message, SimpleQueryMessage::CommandComplete(_)))
         .map_or(messages.len(), |index| index + 1);
     messages.split_at(split)
-}
-
-fn version_checksum_state(row: &tokio_postgres::SimpleQueryRow) -> Option<(i64, &str, &str)> {
-    Some((row.get(0)?.parse().ok()?, row.get(1)?, row.get(2)?))
 }
 
 fn first_completed(head: &[SimpleQueryMessage]) -> bool {

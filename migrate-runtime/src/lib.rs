@@ -8,6 +8,7 @@ mod batch;
 mod connection;
 mod error;
 mod events;
+mod fingerprint;
 mod history;
 mod hooks;
 mod ident;

@@ -106,17 +106,13 @@ async fn poll(
             return Ok(true);
         }
         if let Some(engine) = recheck {
-            let check =
-                engine.fast_check(client).await.map_err(|error| {
-                    match error {
-                Error::Database { source, .. } => Error::db(
+            let up_to_date = engine.fast_check(client).await.map_err(|error| {
+                Error::db(
                     "could not re-read the migration history while waiting for the migration lock",
-                    source,
-                ),
-                other => other,
-            }
-                })?;
-            if check.up_to_date {
+                    error,
+                )
+            })?;
+            if up_to_date {
                 return Ok(false);
             }
         }

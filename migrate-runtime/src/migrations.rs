@@ -3,6 +3,7 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::path::Path;
+use std::sync::OnceLock;
 
 use deadpool_postgres::Pool;
 
@@ -10,9 +11,11 @@ use crate::{BoxFuture, Error, Migration, Migrator, Report};
 
 /// An ordered set of migrations with unique versions: what `embed_migrations!` expands to, or
 /// what [`Migrations::from_dir`] reads at run time.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct Migrations {
     list: Cow<'static, [Migration]>,
+    /// Computed on the first run and kept: a service checks the same set at every start.
+    fingerprint: OnceLock<i128>,
 }
 
 impl Migrations {
@@ -21,6 +24,7 @@ impl Migrations {
     pub const fn from_static(list: &'static [Migration]) -> Self {
         Migrations {
             list: Cow::Borrowed(list),
+            fingerprint: OnceLock::new(),
         }
     }
 
@@ -28,14 +32,12 @@ impl Migrations {
     /// `embed_migrations!`; every problem is returned in [`Error::Load`].
     pub fn from_dir(dir: impl AsRef<Path>) -> Result<Self, Error> {
         let loaded = migrate_core::loader::load_dir(dir.as_ref()).map_err(Error::Load)?;
-        Ok(Migrations {
-            list: Cow::Owned(
-                loaded
-                    .into_iter()
-                    .map(migrate_core::loader::LoadedMigration::into_migration)
-                    .collect(),
-            ),
-        })
+        Ok(Migrations::owned(
+            loaded
+                .into_iter()
+                .map(migrate_core::loader::LoadedMigration::into_migration)
+                .collect(),
+        ))
     }
 
     /// A set built in code (e.g. generated migrations), sorted by version; two migrations with
@@ -60,9 +62,21 @@ impl Migrations {
         if !duplicates.is_empty() {
             return Err(Error::Load(duplicates));
         }
-        Ok(Migrations {
+        Ok(Migrations::owned(list))
+    }
+
+    fn owned(list: Vec<Migration>) -> Self {
+        Migrations {
             list: Cow::Owned(list),
-        })
+            fingerprint: OnceLock::new(),
+        }
+    }
+
+    /// What the history table's fingerprint is once every migration here is applied.
+    pub(crate) fn fingerprint(&self) -> i128 {
+        *self
+            .fingerprint
+            .get_or_init(|| crate::fingerprint::of(&self.list))
     }
 
     /// The migrations, in version order.
@@ -130,3 +144,13 @@ impl fmt::Debug for Migrations {
         f.debug_list().entries(self.list.iter()).finish()
     }
 }
+
+/// Equal when they hold the same migrations (whether a fingerprint was computed yet does not
+/// matter).
+impl PartialEq for Migrations {
+    fn eq(&self, other: &Self) -> bool {
+        self.list == other.list
+    }
+}
+
+impl Eq for Migrations {}

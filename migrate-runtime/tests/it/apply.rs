@@ -106,6 +106,128 @@ async fn fresh_database_applies_all_in_order_then_nothing() {
 }
 
 #[tokio::test]
+async fn nothing_pending_is_decided_from_one_server_computed_row() {
+    // The fast path compares a hash sum the server computes over (version, checksum) with the
+    // one the runner computes over its set, instead of reading every row. A role that may read
+    // only the three columns it sums shows which path decided: everything else needs more.
+    let db = test_db("fingerprint").await;
+    let migrations = set(&[
+        (1, "create_a", "CREATE TABLE a (id int);"),
+        (2, "fill_a", "INSERT INTO a VALUES (1);"),
+        (7, "create_b", "CREATE TABLE b (id int);"),
+    ]);
+    migrations
+        .run(&db.pool(1))
+        .await
+        .expect("apply as the owner");
+    let reader = format!("reader_{}", db.name);
+    db.client()
+        .await
+        .batch_execute(&format!(
+            "CREATE ROLE \"{reader}\" LOGIN;\n\
+             GRANT SELECT (version, checksum, state, tableoid) ON schema_migrations TO \"{reader}\";"
+        ))
+        .await
+        .expect("reader role");
+    let as_reader = || async {
+        let (client, connection) = db
+            .config()
+            .user(&reader)
+            .connect(tokio_postgres::NoTls)
+            .await
+            .expect("connect as the reader");
+        tokio::spawn(connection);
+        client
+    };
+
+    let report = migrations
+        .run_client(as_reader().await)
+        .await
+        .expect("up to date, decided from the three columns");
+    assert!(report.applied.is_empty() && !report.took_lock, "{report:?}");
+
+    // An edited file, or one more migration, changes the sum: then every column is read, which
+    // this role may not do.
+    let edited = set(&[
+        (1, "create_a", "CREATE TABLE a (id int);"),
+        (2, "fill_a", "INSERT INTO a VALUES (2);"),
+        (7, "create_b", "CREATE TABLE b (id int);"),
+    ]);
+    let more = set(&[
+        (1, "create_a", "CREATE TABLE a (id int);"),
+        (2, "fill_a", "INSERT INTO a VALUES (1);"),
+        (7, "create_b", "CREATE TABLE b (id int);"),
+        (8, "create_c", "CREATE TABLE c (id int);"),
+    ]);
+    for changed in [&edited, &more] {
+        let error = changed
+            .run_client(as_reader().await)
+            .await
+            .expect_err("the full read is refused");
+        assert_eq!(error.code(), Some("42501"), "{error}");
+    }
+}
+
+#[tokio::test]
+async fn only_the_last_commit_of_a_run_waits_for_the_disk() {
+    // Each migration is still its own transaction, but only the run's last commit waits for the
+    // WAL flush, which covers every commit before it. Each migration notes the setting it ran
+    // under.
+    let db = test_db("last_commit_durable").await;
+    let client = db.client().await;
+    // The harness's cluster commits asynchronously; this database does not.
+    client
+        .batch_execute(&format!(
+            "ALTER DATABASE \"{}\" SET synchronous_commit = on",
+            db.name
+        ))
+        .await
+        .expect("synchronous commits");
+    let pool = db.pool(1);
+    let noting = |version: i64| {
+        mig(
+            version,
+            &format!("note_{version}"),
+            &format!(
+                "INSERT INTO notes VALUES ({version}, current_setting('synchronous_commit'));"
+            ),
+        )
+    };
+    let first = of(vec![
+        mig(
+            1,
+            "create_notes",
+            "CREATE TABLE notes (version int, sync text);",
+        ),
+        noting(2),
+        noting(3),
+    ]);
+    first.run(&pool).await.expect("first run");
+    let later = of(vec![
+        mig(
+            1,
+            "create_notes",
+            "CREATE TABLE notes (version int, sync text);",
+        ),
+        noting(2),
+        noting(3),
+        noting(4),
+    ]);
+    later.run(&pool).await.expect("a run of one migration");
+    assert_eq!(
+        rows(
+            &client,
+            "SELECT version::text, sync FROM notes ORDER BY version"
+        )
+        .await,
+        [("2", "off"), ("3", "on"), ("4", "on")]
+            .iter()
+            .map(|(version, sync)| vec![Some((*version).to_owned()), Some((*sync).to_owned())])
+            .collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test]
 async fn plain_client_is_consumed_and_closed() {
     let db = test_db("plain_client").await;
     let migrations = set(&[
