@@ -2,7 +2,7 @@
 #![warn(missing_docs, unreachable_pub)]
 
 pub use migrate_runtime::{
-    Applied, BoxFuture, Error, Event, HookContext, HookError, HookPoint, Issue, IssueKind,
+    connect, Applied, BoxFuture, Error, Event, HookContext, HookError, HookPoint, Issue, IssueKind,
     LockHolder, Migration, MigrationFailure, Migrations, Migrator, Planned, Problem, Redo,
     RedoMismatch, Repair, Repaired, Report, Rollback, Script, State, Status, Validation,
 };

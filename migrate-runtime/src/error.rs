@@ -115,6 +115,8 @@ pub enum Error {
     },
     /// A run-time migrations directory has problems (the same ones the macro reports).
     Load(Vec<migrate_core::Problem>),
+    /// The connection string requires TLS, which [`connect`](crate::connect) does not make.
+    TlsRequired,
     /// No schema was configured and the connection has none (its `search_path` names no
     /// existing schema).
     NoCurrentSchema,
@@ -200,6 +202,7 @@ impl Error {
     pub fn code(&self) -> Option<&str> {
         let source = match self {
             Error::Database { source, .. } => source,
+            Error::Pool(deadpool_postgres::PoolError::Backend(source)) => source,
             Error::Migration(failure) => &failure.source,
             _ => return None,
         };
@@ -229,6 +232,10 @@ impl fmt::Display for Error {
         match self {
             Error::Pool(_) => write!(f, "could not get a database connection from the pool"),
             Error::Database { context, .. } => write!(f, "{context}"),
+            Error::TlsRequired => write!(
+                f,
+                "the connection string requires TLS (its sslmode), which `connect` does not make; build the pool with a TLS connector and pass it to `run`"
+            ),
             Error::Migration(failure) => {
                 write!(f, "migration {} `{}` failed", failure.version, failure.name)?;
                 match failure.line {

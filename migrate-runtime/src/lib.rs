@@ -5,6 +5,7 @@
 
 mod apply;
 mod batch;
+mod connect;
 mod connection;
 mod error;
 mod events;
@@ -22,6 +23,7 @@ mod script;
 mod status;
 mod validate;
 
+pub use connect::connect;
 pub use deadpool_postgres;
 pub use error::{Error, MigrationFailure};
 pub use events::Event;

@@ -6,6 +6,7 @@
 
 mod apply;
 mod concurrency;
+mod connect;
 mod failures;
 mod lock;
 mod operate;

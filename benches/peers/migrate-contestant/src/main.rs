@@ -1,15 +1,16 @@
 //! `migrate` (this repository): `embed_migrations!` of the generated set, applied with
 //! `Migrations::run` on a deadpool pool of size 1, the way a service does at start-up.
 //!
-//! `open` builds the pool and checks one connection out and back in, so the connection exists
-//! (and `connect_ms` measures it); `apply` is `MIGRATIONS.run(&pool)`. When nothing is pending,
-//! that is one query on the pooled connection, which goes back to the pool: the reused-pool
-//! check (`noop_reuse_ms`) is that fast path. When something is pending, the runner takes the
-//! connection out of the pool for good (it holds the session lock) and closes it at the end.
+//! `open` is `migrate::connect`, the product's pool constructor (compiled in the product, so this
+//! crate, rebuilt at every migration edit, does not compile tokio-postgres's connect): it opens
+//! one connection and puts it back, so the connection exists (and `connect_ms` measures it).
+//! `apply` is `MIGRATIONS.run(&pool)`. When nothing is pending, that is one query on the pooled
+//! connection, which goes back to the pool: the reused-pool check (`noop_reuse_ms`) is that fast
+//! path. When something is pending, the runner takes the connection out of the pool for good (it
+//! holds the session lock) and closes it at the end.
 use anyhow::Result;
 use bench_peers::Runner;
-use migrate::deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use migrate::tokio_postgres::{self, NoTls};
+use migrate::deadpool_postgres::Pool;
 
 static MIGRATIONS: migrate::Migrations = migrate::embed_migrations!("../migrations/migrate");
 
@@ -24,17 +25,7 @@ impl Runner for Migrate {
     }
 
     async fn open(&self, url: &str) -> Result<Pool> {
-        let config: tokio_postgres::Config = url.parse()?;
-        let manager = Manager::from_config(
-            config,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager).max_size(1).build()?;
-        drop(pool.get().await?);
-        Ok(pool)
+        Ok(migrate::connect(url, 1).await?)
     }
 
     async fn apply(&self, pool: &mut Pool) -> Result<Option<usize>> {
