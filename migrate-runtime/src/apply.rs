@@ -164,10 +164,10 @@ impl<'e> Engine<'e> {
         if self.config.target.is_some() {
             return Ok(false);
         }
-        let (_, from) = self.schema_and_table_sql();
         let sql = format!(
-            "SELECT count(*), {}, bool_and(state = 'applied') FROM {from}",
-            fingerprint::SQL
+            "SELECT count(*), {}, bool_and(state = 'applied') FROM {}",
+            fingerprint::SQL,
+            self.history_from_sql()
         );
         let messages = match client.simple_query(&sql).await {
             Ok(messages) => messages,
@@ -188,27 +188,26 @@ impl<'e> Engine<'e> {
         Ok(count == Some(migrations.len()) && sum == Some(migrations.fingerprint()) && all_applied)
     }
 
-    /// The first statement of a read batch (the schema, the server version) and the `FROM` of the
-    /// history table. Without a configured schema the unqualified name goes through the
-    /// search_path; the filter keeps only a table in current_schema(), where the runner would
-    /// create it (evaluated once, not per row).
-    fn schema_and_table_sql(&self) -> (String, String) {
+    /// The first statement of a read batch: the schema and the server version.
+    fn schema_sql(&self) -> String {
+        let schema = match &self.config.schema {
+            Some(schema) => literal(schema),
+            None => "current_schema()".to_owned(),
+        };
+        format!("SELECT {schema}, current_setting('server_version_num')")
+    }
+
+    /// The `FROM` of the history table. Without a configured schema the unqualified name goes
+    /// through the search_path; the filter keeps only a table in current_schema(), where the
+    /// runner would create it (evaluated once, not per row).
+    fn history_from_sql(&self) -> String {
         let table = &self.config.table;
         match &self.config.schema {
-            Some(schema) => (
-                format!(
-                    "SELECT {}, current_setting('server_version_num')",
-                    literal(schema)
-                ),
-                Table::new(schema, table).qualified,
-            ),
-            None => (
-                "SELECT current_schema(), current_setting('server_version_num')".to_owned(),
-                format!(
-                    "{} h WHERE h.tableoid = (SELECT to_regclass(quote_ident(current_schema()) || '.' || quote_ident({})))",
-                    crate::ident::quote(table),
-                    literal(table)
-                ),
+            Some(schema) => Table::new(schema, table).qualified,
+            None => format!(
+                "{} h WHERE h.tableoid = (SELECT to_regclass(quote_ident(current_schema()) || '.' || quote_ident({})))",
+                crate::ident::quote(table),
+                literal(table)
             ),
         }
     }
@@ -299,8 +298,11 @@ impl<'e> Engine<'e> {
 
     /// One round trip: the schema, the server version and every row.
     pub(crate) async fn first_read(&self, client: &Client) -> Result<FirstRead, Error> {
-        let (schema_sql, from) = self.schema_and_table_sql();
-        let sql = format!("{schema_sql};\n{}", history::rows_sql(&from));
+        let sql = format!(
+            "{};\n{}",
+            self.schema_sql(),
+            history::rows_sql(&self.history_from_sql())
+        );
         let outcome = batch::run(client, &sql).await;
         let (head, tail) = split_first_statement(&outcome.messages);
         let (schema, server_version) = schema_and_version(head)?;
