@@ -80,8 +80,11 @@ struct Segment<'m> {
     first_statement: usize,
     /// How many statements it has.
     statements: usize,
-    /// Index, counted from its first statement, of the history check (the log INSERT follows).
-    check_statement: usize,
+    /// Index, counted from its first statement, of the history record, whose row carries the
+    /// duration.
+    record_statement: usize,
+    /// How many statements the history record and the log entry take.
+    record_statements: usize,
 }
 
 pub(crate) enum Outcome {
@@ -633,28 +636,41 @@ impl<'e> Engine<'e> {
             // One statement records the row (or checks that it survived the migration) with the
             // duration and appends the log entry (a data-modifying WITH runs whether or not it is
             // read); it fails if the migration dropped the history or its log.
-            let record = if insert_first {
-                format!(
-                    "UPDATE {} SET execution_time_ms = {elapsed} WHERE version = {version} RETURNING execution_time_ms",
-                    table.qualified
+            let host = literal(self.host);
+            let log = &table.log;
+            // Behind a pooler one statement checks that the row inserted first survived the
+            // migration (`1 / count(*)` fails if not), stores the duration and appends the log
+            // entry. Under the session lock the row goes in last, so two plain INSERTs do it: the
+            // server runs them faster than a data-modifying WITH. Either fails if the migration
+            // dropped the history or its log. The duration is computed once, so both rows say
+            // the same.
+            let (record, record_statements) = if insert_first {
+                (
+                    format!(
+                        "WITH h AS (UPDATE {} SET execution_time_ms = {elapsed} WHERE version = {version} RETURNING execution_time_ms), \
+                         l AS (INSERT INTO {log} (version, action, host, duration_ms) SELECT {version}, 'apply', {host}, execution_time_ms FROM h) \
+                         SELECT max(execution_time_ms), 1 / count(*) FROM h;\n",
+                        table.qualified
+                    ),
+                    1,
                 )
             } else {
-                format!(
-                    "INSERT INTO {} (version, name, checksum, state, applied_by, down_sql, execution_time_ms) \
-                     VALUES ({version}, {}, {}, 'applied', current_user, {}, {elapsed}) RETURNING execution_time_ms",
-                    table.qualified,
-                    literal(migration.name()),
-                    literal(migration.checksum()),
-                    literal_opt(migration.down_sql()),
+                (
+                    format!(
+                        "INSERT INTO {} (version, name, checksum, state, applied_by, down_sql, execution_time_ms) \
+                         VALUES ({version}, {}, {}, 'applied', current_user, {}, set_config('migrate.elapsed_ms', {elapsed}::text, true)::int) \
+                         RETURNING execution_time_ms;\n\
+                         INSERT INTO {log} (version, action, host, duration_ms) \
+                         VALUES ({version}, 'apply', {host}, current_setting('migrate.elapsed_ms')::int);\n",
+                        table.qualified,
+                        literal(migration.name()),
+                        literal(migration.checksum()),
+                        literal_opt(migration.down_sql()),
+                    ),
+                    2,
                 )
             };
-            sql.push_str(&format!(
-                "WITH h AS ({record}), \
-                 l AS (INSERT INTO {log} (version, action, host, duration_ms) SELECT {version}, 'apply', {host}, execution_time_ms FROM h) \
-                 SELECT 1 / count(*), max(execution_time_ms) FROM h;\n",
-                log = table.log,
-                host = literal(self.host),
-            ));
+            sql.push_str(&record);
             segments.push(Segment {
                 migration,
                 segment_start,
@@ -662,9 +678,10 @@ impl<'e> Engine<'e> {
                 sql_start,
                 first_statement,
                 statements: migration_statements,
-                check_statement: migration_statements + restore_statements,
+                record_statement: migration_statements + restore_statements,
+                record_statements,
             });
-            statements += migration_statements + restore_statements + 1;
+            statements += migration_statements + restore_statements + record_statements;
         }
         sql.push_str("COMMIT;\n");
         // A migration that cannot have changed session settings needs no reset after it.
@@ -685,11 +702,11 @@ impl<'e> Engine<'e> {
                         SimpleQueryMessage::CommandComplete(_) => statement += 1,
                         SimpleQueryMessage::Row(row)
                             if segments.iter().any(|segment| {
-                                segment.first_statement + segment.check_statement == statement
+                                segment.first_statement + segment.record_statement == statement
                             }) =>
                         {
                             durations.push(
-                                row.get(1)
+                                row.get(0)
                                     .and_then(|ms| ms.parse::<u64>().ok())
                                     .unwrap_or(0),
                             );
@@ -748,10 +765,12 @@ impl<'e> Engine<'e> {
                 ));
             }
             let failed_statement = completed - segment.first_statement;
-            // Right after the migration comes the history record (with the log INSERT): if it
+            // Right after the migration come the history record and the log INSERT: if they
             // failed, the migration removed or changed the history or its log, unless another
             // starter (one behind a pooler, say) recorded the migration first.
-            if failed_statement == segment.check_statement {
+            let record =
+                segment.record_statement..segment.record_statement + segment.record_statements;
+            if record.contains(&failed_statement) {
                 if segment.insert_statement.is_none() && is_history_conflict(&error, table) {
                     return Ok(group.iter().map(|_| Outcome::AppliedByOther).collect());
                 }

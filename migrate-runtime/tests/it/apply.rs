@@ -90,6 +90,17 @@ async fn fresh_database_applies_all_in_order_then_nothing() {
         ]]
     );
     assert_eq!(number(&client, "SELECT count(*) FROM a").await, 3);
+    assert_eq!(
+        scalar(
+            &client,
+            "SELECT bool_and(l.duration_ms = h.execution_time_ms) FROM public.schema_migrations h \
+             JOIN public.schema_migrations_log l USING (version)"
+        )
+        .await
+        .as_deref(),
+        Some("t"),
+        "the history and the log record the same duration"
+    );
 
     // The second run reads, finds nothing pending, and writes nothing.
     let snapshot = "SELECT (SELECT max(xmin::text::bigint) FROM public.schema_migrations)::text || '/' || \

@@ -331,6 +331,24 @@ async fn history_table_dropped_by_a_migration_is_rolled_back() {
     assert_eq!(history(&client).await, vec![1]);
     assert!(!exists(&client, "b").await);
 
+    // The log entry is the second statement of the record: dropping the log is caught too.
+    let migrations = set(&[
+        (1, "a", "CREATE TABLE a (id int);"),
+        (
+            2,
+            "evil",
+            "CREATE TABLE b (id int);\nDROP TABLE schema_migrations_log;",
+        ),
+    ]);
+    let error = migrations.run(&pool).await.expect_err("tampering refused");
+    assert!(
+        matches!(error, Error::HistoryTampered { version: 2, .. }),
+        "{error:?}"
+    );
+    assert!(exists(&client, "public.schema_migrations_log").await);
+    assert_eq!(history(&client).await, vec![1]);
+    assert!(!exists(&client, "b").await);
+
     // Behind a transaction pooler the row is inserted first, so deleting the rows removes it
     // too: caught and rolled back.
     let migrations = set(&[
