@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Driver of the peers benchmark (run it through run.sh, which owns the PostgreSQL cluster).
 
-    run.sh [--n 1000] [--runs 5] [--reps 50] [--conc 16,32] [--conc-trials 2] [--build-reps 3]
+    run.sh [--n 1000] [--runs 9] [--reps 50] [--conc 16,32] [--conc-trials 2] [--build-reps 3]
            [--only migrate,raw,...] [--skip fresh,noop,conc,rebuild] [--tag T] [--out DIR]
 
 Parts, every contestant on the same generated set (gen.py), each on its own fresh database of
@@ -144,6 +144,18 @@ class Cluster:
         self.drop(db)
         self.psql(f"CREATE DATABASE {db}")
         self.psql("CHECKPOINT")
+        self.settle()
+
+    def settle(self, limit_s=15):
+        """Waits (up to limit_s) until no autovacuum worker runs: each run leaves 1,000 migrations'
+        worth of catalog churn behind, and a worker cleaning up after one contestant would
+        otherwise take CPU from whichever contestant runs next."""
+        deadline = time.monotonic() + limit_s
+        while time.monotonic() < deadline:
+            busy = self.psql("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'")
+            if busy == "0":
+                return
+            time.sleep(0.2)
 
     def drop(self, db):
         self.psql(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
@@ -552,7 +564,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--pg-url", required=True, help="postgres://...:PORT/postgres?sslmode=disable (run.sh sets it)")
     ap.add_argument("--n", type=int, default=1000, help="migrations (default 1000)")
-    ap.add_argument("--runs", type=int, default=5, help="fresh runs and noop processes per contestant (default 5)")
+    ap.add_argument("--runs", type=int, default=9, help="fresh runs and noop processes per contestant (default 9)")
     ap.add_argument("--reps", type=int, default=50, help="noop repetitions per process (default 50)")
     ap.add_argument("--conc", default="16,32", help="process counts for (c), comma-separated (default 16,32)")
     ap.add_argument("--conc-trials", type=int, default=2, help="trials per process count (default 2)")
