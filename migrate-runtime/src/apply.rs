@@ -534,8 +534,9 @@ impl<'e> Engine<'e> {
     }
 
     /// Applies `group` (one migration, or all of a grouped run) in one transaction and one round
-    /// trip: `BEGIN`, then per migration its history row, its SQL, a check that the row is still
-    /// there (with the execution time) and the log entry, then `COMMIT`.
+    /// trip: `BEGIN`, then per migration its SQL, its history row with the execution time and its
+    /// log entry (behind a pooler the row goes before the SQL and is checked after it), then
+    /// `COMMIT`.
     ///
     /// Unless `durable`, the commit does not wait for its WAL to reach disk. A run makes only its
     /// last commit `durable`, and that flush covers the WAL of every commit before it: when the
@@ -633,9 +634,6 @@ impl<'e> Engine<'e> {
                 .iter()
                 .filter(|statement| !statement.is_empty())
                 .count();
-            // One statement records the row (or checks that it survived the migration) with the
-            // duration and appends the log entry (a data-modifying WITH runs whether or not it is
-            // read); it fails if the migration dropped the history or its log.
             let host = literal(self.host);
             let log = &table.log;
             // Behind a pooler one statement checks that the row inserted first survived the
