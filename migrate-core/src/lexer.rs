@@ -63,6 +63,14 @@ pub fn line_of(sql: &str, byte_offset: usize) -> u32 {
     u32::try_from(newlines.saturating_add(1)).unwrap_or(u32::MAX)
 }
 
+/// The statements of `sql` the server executes: [`split`] without the empty ones (whitespace and
+/// comments only), which complete no command.
+pub fn executed(sql: &str) -> impl Iterator<Item = Statement<'_>> {
+    split(sql)
+        .into_iter()
+        .filter(|statement| !statement.is_empty())
+}
+
 /// Splits `sql` into statements (see the [module docs](self)); never fails, never panics.
 ///
 /// Text after the last `;` that holds only whitespace and comments is a last statement of its own

@@ -616,10 +616,7 @@ impl<'e> Engine<'e> {
             let first_statement = statements;
             let sql_start = sql.len();
             sql.push_str(migration.up_sql());
-            let migration_statements = lexer::split(migration.up_sql())
-                .iter()
-                .filter(|statement| !statement.is_empty())
-                .count();
+            let migration_statements = lexer::executed(migration.up_sql()).count();
             // The newline ends a trailing `--` comment; the `;` a last statement without one.
             sql.push_str("\n;\n");
             let changes_session = may_change_session(migration.up_sql());
@@ -630,10 +627,7 @@ impl<'e> Engine<'e> {
                 String::new()
             };
             sql.push_str(&restore);
-            let restore_statements = lexer::split(&restore)
-                .iter()
-                .filter(|statement| !statement.is_empty())
-                .count();
+            let restore_statements = lexer::executed(&restore).count();
             let host = literal(self.host);
             let log = &table.log;
             // Behind a pooler one statement checks that the row inserted first survived the
@@ -982,7 +976,7 @@ pub(crate) async fn run_statements(
     client: &Client,
     sql: &str,
 ) -> Result<(), (u32, tokio_postgres::Error)> {
-    for statement in lexer::split(sql).iter().filter(|s| !s.is_empty()) {
+    for statement in lexer::executed(sql) {
         if let Err(error) = client.simple_query(statement.text).await {
             let line = match error.as_db_error().and_then(|db| db.position()) {
                 Some(ErrorPosition::Original(position)) => {
@@ -1125,9 +1119,7 @@ pub(crate) fn error_line(
         }
     }
     let index = failed_statement?;
-    lexer::split(migration_sql)
-        .iter()
-        .filter(|statement| !statement.is_empty())
+    lexer::executed(migration_sql)
         .nth(index)
         .map(|statement| statement.line)
 }

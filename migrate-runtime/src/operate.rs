@@ -176,10 +176,7 @@ impl Engine<'_> {
         let elapsed = "(extract(epoch FROM clock_timestamp() - now()) * 1000)::int";
         // As after an up: the down's `SET ROLE` or timeouts must not break the bookkeeping.
         let restore = self.restore_after_migration_sql();
-        let restore_statements = lexer::split(&restore)
-            .iter()
-            .filter(|statement| !statement.is_empty())
-            .count();
+        let restore_statements = lexer::executed(&restore).count();
         let sql = format!(
             "{prefix}{}\n;\n{restore}WITH d AS (DELETE FROM {t} WHERE version = {version} RETURNING 1) SELECT 1 / count(*) FROM d;\n{log}COMMIT;\n{reset}",
             migration.up_sql(),
@@ -191,10 +188,7 @@ impl Engine<'_> {
         let completed = outcome.completed();
         if let Some(error) = outcome.error {
             let _ = client.batch_execute("ROLLBACK").await;
-            let statements = lexer::split(migration.up_sql())
-                .iter()
-                .filter(|statement| !statement.is_empty())
-                .count();
+            let statements = lexer::executed(migration.up_sql()).count();
             let failed = completed.saturating_sub(prefix_statements);
             let check = statements + restore_statements;
             // A syntax error completes nothing (the batch is parsed whole), so it is never ours.

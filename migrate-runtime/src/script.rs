@@ -51,7 +51,7 @@ impl Engine<'_> {
             let up = migration.up_sql();
             if migration.no_transaction() {
                 sql.push_str(&self.insert_sql(&table, migration, "running"));
-                for statement in lexer::split(up).iter().filter(|s| !s.is_empty()) {
+                for statement in lexer::executed(up) {
                     sql.push_str(statement.text.trim_end());
                     sql.push_str(if statement.text.trim_end().ends_with(';') {
                         "\n"

@@ -1,13 +1,9 @@
 use super::*;
 use proptest::prelude::*;
 
-/// The statements' `sql()` (without leading whitespace/comments) and lines, skipping empty ones.
+/// The executed statements' `sql()` (without leading whitespace/comments) and lines.
 fn shapes(sql: &str) -> Vec<(&str, u32)> {
-    split(sql)
-        .iter()
-        .filter(|s| !s.is_empty())
-        .map(|s| (s.sql(), s.line))
-        .collect()
+    executed(sql).map(|s| (s.sql(), s.line)).collect()
 }
 
 fn joined(sql: &str) -> String {
