@@ -3,7 +3,7 @@
 -- table that is written all the time: built without blocking writes, so outside a transaction.
 -- Runs before route_updates becomes a hypertable (4): TimescaleDB refuses CONCURRENTLY there.
 -- An interrupted CONCURRENTLY build leaves an INVALID index behind; dropping it first makes a
--- rerun (after `migrate repair`) build a valid one instead of keeping the broken one.
+-- rerun (after `pgratchet repair`) build a valid one instead of keeping the broken one.
 
 DROP INDEX CONCURRENTLY IF EXISTS route_updates_prefix_idx;
 CREATE INDEX CONCURRENTLY route_updates_prefix_idx ON route_updates USING gist (prefix inet_ops);

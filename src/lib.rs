@@ -1,14 +1,14 @@
 #![doc = include_str!("../README.md")]
 #![warn(missing_docs, unreachable_pub)]
 
-pub use migrate_runtime::{
+pub use pgratchet_runtime::{
     connect, Applied, BoxFuture, Error, Event, HookContext, HookError, HookPoint, Issue, IssueKind,
     LockHolder, Migration, MigrationFailure, Migrations, Migrator, Planned, Problem, Redo,
     RedoMismatch, Repair, Repaired, Report, Rollback, Script, State, Status, Validation,
 };
 
-/// The driver and pool `migrate` is built on, so a service uses the same versions.
-pub use migrate_runtime::{deadpool_postgres, tokio_postgres};
+/// The driver and pool `pgratchet` is built on, so a service uses the same versions.
+pub use pgratchet_runtime::{deadpool_postgres, tokio_postgres};
 
 #[cfg(feature = "cli")]
 pub mod cli;
@@ -22,7 +22,7 @@ pub mod cli;
 /// error pointing at the literal, all of them in one build.
 ///
 /// ```
-/// static MIGRATIONS: migrate::Migrations = migrate::embed_migrations!("migrations");
+/// static MIGRATIONS: pgratchet::Migrations = pgratchet::embed_migrations!("migrations");
 ///
 /// assert!(MIGRATIONS.iter().all(|m| m.checksum().len() == 64));
 /// ```
@@ -33,10 +33,10 @@ pub mod cli;
 /// ```text
 /// println!("cargo:rerun-if-changed=migrations");
 /// ```
-pub use migrate_macros::embed_migrations;
+pub use pgratchet_macros::embed_migrations;
 
 /// Not public API: what `embed_migrations!` expands to refers to these.
 #[doc(hidden)]
 pub mod __private {
-    pub use migrate_runtime::{Migration, Migrations, Script};
+    pub use pgratchet_runtime::{Migration, Migrations, Script};
 }

@@ -2,7 +2,7 @@
 """Driver of the peers benchmark (run it through run.sh, which owns the PostgreSQL cluster).
 
     run.sh [--n 1000] [--runs 9] [--reps 50] [--conc 16,32] [--conc-trials 2] [--build-reps 3]
-           [--only migrate,raw,...] [--skip fresh,noop,conc,rebuild] [--tag T] [--out DIR]
+           [--only pgratchet,raw,...] [--skip fresh,noop,conc,rebuild] [--tag T] [--out DIR]
 
 Parts, every contestant on the same generated set (gen.py), each on its own fresh database of
 one throwaway cluster:
@@ -43,10 +43,10 @@ ENV = dict(os.environ, CARGO_TARGET_DIR=TARGET)
 # name, command, migration format, history count, cargo package/bin, file a forced rebuild
 # touches, whether the migrations are compiled in, crates whose versions are reported.
 CONTESTANTS = [
-    {"name": "migrate", "cmd": [os.path.join(TARGET, "release", "migrate")], "format": "migrate",
+    {"name": "pgratchet", "cmd": [os.path.join(TARGET, "release", "pgratchet")], "format": "pgratchet",
      "history": "SELECT count(*) FROM schema_migrations WHERE state = 'applied'",
-     "package": "migrate-contestant", "bin": "migrate", "src": "migrate-contestant/src/main.rs",
-     "embedded": True, "crates": ["migrate", "deadpool-postgres", "tokio-postgres"]},
+     "package": "pgratchet-contestant", "bin": "pgratchet", "src": "pgratchet-contestant/src/main.rs",
+     "embedded": True, "crates": ["pgratchet", "deadpool-postgres", "tokio-postgres"]},
     {"name": "refinery", "cmd": [os.path.join(TARGET, "release", "refinery")], "format": "refinery",
      "history": "SELECT count(*) FROM refinery_schema_history",
      "package": "bench-peers", "bin": "refinery", "src": "src/bin/refinery.rs",
@@ -420,40 +420,40 @@ def goals(r):
     f = {k: v["median_ms"] for k, v in r.get("fresh", {}).items()}
     nr = {k: (v.get("noop_reuse_ms") or {}).get("median") for k, v in r.get("noop", {}).items()}
     rows = []
-    if f.get("migrate") and f.get("raw"):
-        x = f["migrate"] / f["raw"]
-        rows.append(("fresh apply: migrate / raw (lower bound)", f"{x:.2f}", "≤ 1.05", x <= 1.05))
+    if f.get("pgratchet") and f.get("raw"):
+        x = f["pgratchet"] / f["raw"]
+        rows.append(("fresh apply: pgratchet / raw (lower bound)", f"{x:.2f}", "≤ 1.05", x <= 1.05))
     peers = {k: f[k] for k in ("refinery", "sqlx", "diesel") if f.get(k)}
-    if f.get("migrate") and peers:
+    if f.get("pgratchet") and peers:
         best = min(peers, key=peers.get)
-        x = f["migrate"] / peers[best]
-        rows.append((f"fresh apply: migrate / fastest peer ({best})", f"{x:.2f}", "≤ 1.00", x <= 1.0))
-    if nr.get("migrate") and nr.get("raw"):
-        x = nr["migrate"] / nr["raw"]
-        rows.append(("nothing pending, reused connection: migrate / raw", f"{x:.2f}", "≤ 1.10", x <= 1.10))
+        x = f["pgratchet"] / peers[best]
+        rows.append((f"fresh apply: pgratchet / fastest peer ({best})", f"{x:.2f}", "≤ 1.00", x <= 1.0))
+    if nr.get("pgratchet") and nr.get("raw"):
+        x = nr["pgratchet"] / nr["raw"]
+        rows.append(("nothing pending, reused connection: pgratchet / raw", f"{x:.2f}", "≤ 1.10", x <= 1.10))
         for p in ("sqlx", "refinery", "diesel"):
             if nr.get(p):
                 rows.append((f"nothing pending, reused connection: {p} / raw (reference)",
                              f"{nr[p] / nr['raw']:.2f}", "–", None))
-    for k, trials in sorted(((k, [t for t in r.get("conc", {}).get("migrate", []) if t["processes"] == k])
-                             for k in {t["processes"] for t in r.get("conc", {}).get("migrate", [])})):
+    for k, trials in sorted(((k, [t for t in r.get("conc", {}).get("pgratchet", []) if t["processes"] == k])
+                             for k in {t["processes"] for t in r.get("conc", {}).get("pgratchet", [])})):
         ok = all(t["exit0"] == k and t["exactly_once"] for t in trials)
-        rows.append((f"{k} concurrent starters: migrate exit 0 and exactly once",
+        rows.append((f"{k} concurrent starters: pgratchet exit 0 and exactly once",
                      ", ".join(f"{t['exit0']}/{k}{'' if t['exactly_once'] else ' NOT exactly once'}" for t in trials),
                      f"{k}/{k}", ok))
     rb = r.get("rebuild", {})
-    if rb.get("migrate", {}).get("edit_one") and rb.get("sqlx", {}).get("edit_one"):
-        m, s = rb["migrate"]["edit_one"]["secs"], rb["sqlx"]["edit_one"]["secs"]
-        if rb["migrate"]["edit_one"].get("also_compiled") or rb["sqlx"]["edit_one"].get("also_compiled"):
-            rows.append(("release rebuild after editing 1 migration: migrate / sqlx",
+    if rb.get("pgratchet", {}).get("edit_one") and rb.get("sqlx", {}).get("edit_one"):
+        m, s = rb["pgratchet"]["edit_one"]["secs"], rb["sqlx"]["edit_one"]["secs"]
+        if rb["pgratchet"]["edit_one"].get("also_compiled") or rb["sqlx"]["edit_one"].get("also_compiled"):
+            rows.append(("release rebuild after editing 1 migration: pgratchet / sqlx",
                          f"{m / s:.2f}, not comparable (dependencies were recompiled too, see (d))", "≤ 1.00", None))
             m = None
         if m is not None:
-            rows.append(("release rebuild after editing 1 migration: migrate / sqlx",
+            rows.append(("release rebuild after editing 1 migration: pgratchet / sqlx",
                          f"{m / s:.2f} ({m:.1f} s / {s:.1f} s)", "≤ 1.00", m <= s))
-    if rb.get("migrate", {}).get("add_file"):
-        a = rb["migrate"]["add_file"]
-        rows.append(("added migration file: migrate rebuilds and applies it",
+    if rb.get("pgratchet", {}).get("add_file"):
+        a = rb["pgratchet"]["add_file"]
+        rows.append(("added migration file: pgratchet rebuilds and applies it",
                      f"rebuilt {yn(a['build']['rebuilt'])}, applied {yn(a['applied'])}", "yes, yes",
                      a["build"]["rebuilt"] and a["applied"]))
     return rows
@@ -470,7 +470,7 @@ def yn(b):
 def markdown(r):
     m = r["meta"]
     e = m["expected"]
-    L = [f"# migrate vs. peers: migration runner benchmark, {m['date']}", "",
+    L = [f"# pgratchet vs. peers: migration runner benchmark, {m['date']}", "",
          f"Command: `{m['command']}`", "",
          f"Machine: {m['nproc']} CPUs (nproc), {m['kernel']}; load average (1/5/15 min) "
          f"{' '.join(m['loadavg_start'])} at the start, {' '.join(m.get('loadavg_end', ['?']))} at the end. "
@@ -481,7 +481,7 @@ def markdown(r):
          f"Fresh apply: {m['runs']} runs per contestant, interleaved. Nothing pending: {m['runs']} processes × "
          f"{m['reps']} reps. Concurrency: {', '.join(map(str, m['conc']))} processes × {m['conc_trials']} trials. "
          f"Rebuild: median of {m['build_reps']}.", "",
-         f"Versions (Cargo.lock): migrate {m['migrate_version']} ({m['migrate_git']}); "
+         f"Versions (Cargo.lock): pgratchet {m['pgratchet_version']} ({m['pgratchet_git']}); "
          + ", ".join(f"{k} {'/'.join(v)}" for k, v in m["versions"].items()), ""]
     g = goals(r)
     if g:
@@ -555,7 +555,7 @@ def markdown(r):
           "`BEGIN; sql; INSERT history; COMMIT` batch per migration, and one query when nothing is pending: the lower "
           "bound for a safe runner. `psql -1 -f` runs the concatenation in one transaction with no lock and no "
           "applied-check (a floor for the server's work; only one of concurrent starters can succeed). "
-          "`migrate` runs `Migrations::run` on a deadpool pool of size 1 (reused check = the same pool). "
+          "`pgratchet` runs `Migrations::run` on a deadpool pool of size 1 (reused check = the same pool). "
           "sqlx does not report how many it applied (applied: –). diesel links libpq dynamically (not in its size).", ""]
     return "\n".join(L)
 
@@ -622,9 +622,9 @@ def main():
         "'max_connections') ORDER BY name").splitlines())
     meta["rustc"] = subprocess.run(["rustc", "--version"], capture_output=True, text=True).stdout.strip()
     vers = lock_versions()
-    meta["migrate_version"] = "/".join(vers.get("migrate", ["?"]))
-    meta["migrate_git"] = git_describe()
-    meta["versions"] = {k: vers[k] for c in cs for k in c["crates"] if k in vers and k != "migrate"}
+    meta["pgratchet_version"] = "/".join(vers.get("pgratchet", ["?"]))
+    meta["pgratchet_git"] = git_describe()
+    meta["versions"] = {k: vers[k] for c in cs for k in c["crates"] if k in vers and k != "pgratchet"}
 
     bench = Bench(a, pg, expected)
     r = {"meta": meta, "order": [c["name"] for c in cs]}

@@ -23,7 +23,7 @@ DEFAULT_OUT = os.path.join(HERE, "migrations")
 
 # format -> path of migration (version, name) inside DIR/<format>/
 LAYOUTS = {
-    "migrate": lambda v, name: f"{v}_{name}.sql",
+    "pgratchet": lambda v, name: f"{v}_{name}.sql",
     "refinery": lambda v, name: f"V{v}__{name}.sql",
     "sqlx": lambda v, name: f"{v}_{name}.sql",
     "diesel": lambda v, name: f"{v:014d}_{name}/up.sql",

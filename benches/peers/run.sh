@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The peers benchmark, end to end: benches/peers/run.sh [options]   (--help lists them)
 #
-# Starts one throwaway PostgreSQL cluster (initdb in a new /tmp/migrate-bench-pg.* directory,
+# Starts one throwaway PostgreSQL cluster (initdb in a new /tmp/pgratchet-bench-pg.* directory,
 # as user postgres when run as root; 127.0.0.1 on the first free port of 55440-55449; trust
 # auth; fsync and everything else at their defaults), runs bench.py against it (generate the
 # set, build every contestant in release, measure, write results/), and stops and removes the
@@ -24,7 +24,7 @@ done
 
 as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 
-dir=$(mktemp -d /tmp/migrate-bench-pg.XXXXXX)
+dir=$(mktemp -d /tmp/pgratchet-bench-pg.XXXXXX)
 [ "$(id -u)" = 0 ] && chown postgres:postgres "$dir"
 chmod 700 "$dir"
 child=

@@ -20,14 +20,14 @@ use std::process::ExitCode;
 use std::time::SystemTime;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use migrate::{Migrator, Report, State, Status};
 use pg_harness::Cluster;
+use pgratchet::{Migrator, Report, State, Status};
 use serde::Serialize;
 use tokio_postgres::NoTls;
 use tracing_subscriber::EnvFilter;
 
 /// The schema, embedded at build time; `build.rs` rebuilds when a file is added.
-static MIGRATIONS: migrate::Migrations = migrate::embed_migrations!("../migrations");
+static MIGRATIONS: pgratchet::Migrations = pgratchet::embed_migrations!("../migrations");
 
 const USAGE: &str = "usage: collector [--listen ADDR] | collector migrate status";
 const POOL_SIZE: usize = 4;
@@ -64,7 +64,7 @@ fn main() -> ExitCode {
         ["migrate", ..] => {
             return match tokio::runtime::Runtime::new() {
                 Ok(runtime) => {
-                    runtime.block_on(migrate::cli::run(Migrator::new(&MIGRATIONS), args))
+                    runtime.block_on(pgratchet::cli::run(Migrator::new(&MIGRATIONS), args))
                 }
                 Err(error) => {
                     tracing::error!(%error, "cannot start the async runtime");

@@ -6,7 +6,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Apply, inspect and repair PostgreSQL migrations.
 #[derive(Debug, Parser)]
-#[command(name = "migrate", version, about, disable_help_subcommand = true)]
+#[command(name = "pgratchet", version, about, disable_help_subcommand = true)]
 pub(crate) struct Cli {
     #[command(flatten)]
     pub(crate) global: Global,
@@ -64,8 +64,8 @@ pub(crate) enum Command {
         /// Apply all pending migrations in one transaction: all or nothing.
         #[arg(long)]
         grouped: bool,
-        /// A shell command to run first (e.g. a backup); it gets MIGRATE_DATABASE_URL and
-        /// MIGRATE_PENDING (comma-separated versions) in its environment. Failing, it stops the run.
+        /// A shell command to run first (e.g. a backup); it gets PGRATCHET_DATABASE_URL and
+        /// PGRATCHET_PENDING (comma-separated versions) in its environment. Failing, it stops the run.
         #[arg(long, value_name = "CMD")]
         before_run: Option<String>,
     },

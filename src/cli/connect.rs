@@ -108,7 +108,7 @@ pub(crate) fn parse(conninfo: &str) -> Result<Target, String> {
         SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => WireSslMode::Require,
     });
     if config.get_application_name().is_none() {
-        config.application_name("migrate");
+        config.application_name("pgratchet");
     }
     Ok(Target {
         config,

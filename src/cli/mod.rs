@@ -1,4 +1,4 @@
-//! The `migrate` command line, for a directory (the `migrate` binary) or for the migrations a
+//! The `pgratchet` command line, for a directory (the `pgratchet` binary) or for the migrations a
 //! service binary embeds ([`run`]). Commands, flags and exit codes are those of CONTRACT.md:
 //! 0 ok, 1 error, 2 usage, 3 pending migrations (`status --check`), 4 validation failed,
 //! 5 lock wait timed out, 6 a migration's SQL failed.
@@ -29,14 +29,14 @@ const EXIT_INVALID: u8 = 4;
 /// Runs the CLI on the migrations a service embeds, e.g. for `collector migrate status`:
 /// `args` as from [`std::env::args_os`], the first being the program name. The `migrator`'s
 /// settings (schema, table, ...) are the defaults; flags override them. `new` writes files to
-/// `--dir` (default `migrations`), as the `migrate` binary does; the other commands refuse `--dir`.
+/// `--dir` (default `migrations`), as the `pgratchet` binary does; the other commands refuse `--dir`.
 ///
 /// ```no_run
-/// static MIGRATIONS: migrate::Migrations = migrate::embed_migrations!("migrations");
+/// static MIGRATIONS: pgratchet::Migrations = pgratchet::embed_migrations!("migrations");
 ///
 /// # async fn example() {
-/// let args = std::env::args_os().skip(1); // `collector migrate status` -> `migrate status`
-/// let code = migrate::cli::run(migrate::Migrator::new(&MIGRATIONS), args).await;
+/// let args = std::env::args_os().skip(1); // `collector migrate status` -> `pgratchet status`
+/// let code = pgratchet::cli::run(pgratchet::Migrator::new(&MIGRATIONS), args).await;
 /// # let _ = code;
 /// # }
 /// ```
@@ -74,7 +74,7 @@ async fn run_parsed(migrator: Migrator<'_>, args: Vec<OsString>) -> ExitCode {
         return report_failure(
             json,
             Failure::Usage(
-                "this binary embeds its migrations; --dir is only for `new` (or use the migrate CLI on a directory)"
+                "this binary embeds its migrations; --dir is only for `new` (or use the pgratchet CLI on a directory)"
                     .to_owned(),
             ),
         );
@@ -85,7 +85,7 @@ async fn run_parsed(migrator: Migrator<'_>, args: Vec<OsString>) -> ExitCode {
     }
 }
 
-/// The `migrate` binary: the CLI on a directory read at run time (default `migrations`).
+/// The `pgratchet` binary: the CLI on a directory read at run time (default `migrations`).
 #[doc(hidden)]
 pub fn main_for_directory() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -577,8 +577,8 @@ async fn run_shell(command: &str, url: &str, pending: &[i64]) -> Result<(), crat
     let status = tokio::process::Command::new("sh")
         .arg("-c")
         .arg(command)
-        .env("MIGRATE_DATABASE_URL", url)
-        .env("MIGRATE_PENDING", pending.join(","))
+        .env("PGRATCHET_DATABASE_URL", url)
+        .env("PGRATCHET_PENDING", pending.join(","))
         .status()
         .await?;
     if status.success() {
@@ -594,7 +594,7 @@ async fn redo_on_scratch(
     target: &connect::Target,
 ) -> Result<crate::Redo, Failure> {
     let admin = connect::pool(target).map_err(Failure::Other)?;
-    let scratch = format!("migrate_redo_{}", std::process::id());
+    let scratch = format!("pgratchet_redo_{}", std::process::id());
     let client = admin
         .get()
         .await

@@ -1,9 +1,9 @@
-//! `migrate new`: the next migration file, in the directory's style.
+//! `pgratchet new`: the next migration file, in the directory's style.
 
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use migrate_core::name::{parse_dir_name, parse_file_name, EntryKind};
+use pgratchet_core::name::{parse_dir_name, parse_file_name, EntryKind};
 
 use super::args::Style;
 
@@ -162,7 +162,8 @@ mod tests {
     use super::*;
 
     fn scratch(label: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("migrate-new-{label}-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("pgratchet-new-{label}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         dir
     }
@@ -200,7 +201,7 @@ mod tests {
         let created = create(&dir, "more", false, None, false).expect("dir again");
         assert_eq!(names(&created, &dir), ["5_more/up.sql"]);
         // Everything created is a valid migrations directory.
-        let loaded = migrate_core::loader::load_dir(&dir).expect("valid");
+        let loaded = pgratchet_core::loader::load_dir(&dir).expect("valid");
         assert_eq!(loaded.len(), 5);
         let _ = std::fs::remove_dir_all(&dir);
     }

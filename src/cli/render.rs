@@ -1,6 +1,6 @@
 //! Human output: plain aligned tables, the same data as `--json`.
 
-use migrate_runtime::{Applied, Event, Issue, Planned, Status};
+use pgratchet_runtime::{Applied, Event, Issue, Planned, Status};
 
 /// Renders rows under a header, columns padded to their widest cell.
 pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) -> String {

@@ -1,5 +1,5 @@
-//! The `migrate` command line against a real PostgreSQL: the binary on directories written to
-//! temporary folders, and `migrate::cli::run` on embedded migrations. Output is pinned with
+//! The `pgratchet` command line against a real PostgreSQL: the binary on directories written to
+//! temporary folders, and `pgratchet::cli::run` on embedded migrations. Output is pinned with
 //! insta snapshots (`tests/it/snapshots/`) with times, durations, the host and the role
 //! redacted; review changes with `cargo insta review` or by reading the `.snap.new` files.
 //!
@@ -13,8 +13,8 @@ use std::process::{Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use migrate::{Migration, Migrations, Migrator, Script};
 use pg_harness::{test_db, Cluster, TestDb};
+use pgratchet::{Migration, Migrations, Migrator, Script};
 
 /// What one run of the binary did.
 #[derive(Debug)]
@@ -24,16 +24,16 @@ struct Run {
     stderr: String,
 }
 
-/// Runs the `migrate` binary with `args`: no `DATABASE_URL` from the environment, standard
+/// Runs the `pgratchet` binary with `args`: no `DATABASE_URL` from the environment, standard
 /// input not a terminal.
-fn migrate(args: &[&str]) -> Run {
-    let output = Command::new(env!("CARGO_BIN_EXE_migrate"))
+fn pgratchet(args: &[&str]) -> Run {
+    let output = Command::new(env!("CARGO_BIN_EXE_pgratchet"))
         .args(args)
         .env_remove("DATABASE_URL")
         .env_remove("RUST_LOG")
         .stdin(Stdio::null())
         .output()
-        .expect("the migrate binary runs");
+        .expect("the pgratchet binary runs");
     Run {
         code: output.status.code().expect("an exit code, not a signal"),
         stdout: String::from_utf8(output.stdout).expect("UTF-8 stdout"),
@@ -46,7 +46,7 @@ fn on(dir: &Path, db: &TestDb, args: &[&str]) -> Run {
     let dir = dir.to_str().expect("UTF-8 path");
     let mut all = vec!["--dir", dir, "--database-url", &db.url];
     all.extend_from_slice(args);
-    migrate(&all)
+    pgratchet(&all)
 }
 
 /// Asserts the exit code, showing everything the run printed when it differs.
@@ -86,7 +86,7 @@ impl Drop for Dir {
 fn migrations_dir(label: &str, files: &[(&str, &str)]) -> Dir {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     let dir = std::env::temp_dir().join(format!(
-        "migrate-cli-{label}-{}-{}",
+        "pgratchet-cli-{label}-{}-{}",
         std::process::id(),
         NEXT.fetch_add(1, Ordering::Relaxed)
     ));
@@ -372,7 +372,7 @@ fn bad_filename_is_the_macros_message() {
         .strip_prefix("error: ")
         .expect("an error line");
     let dir_arg = dir.to_str().expect("UTF-8");
-    let run = migrate(&["--dir", dir_arg, "status"]);
+    let run = pgratchet(&["--dir", dir_arg, "status"]);
     expect_code(&run, 4);
     assert!(
         run.stderr.contains(macro_error),
@@ -381,7 +381,7 @@ fn bad_filename_is_the_macros_message() {
     );
     redactions(false, None)
         .bind(|| insta::assert_snapshot!("error_bad_filename_human", run.stderr));
-    let run = migrate(&["--dir", dir_arg, "--json", "status"]);
+    let run = pgratchet(&["--dir", dir_arg, "--json", "status"]);
     expect_code(&run, 4);
     redactions(false, None)
         .bind(|| insta::assert_snapshot!("error_bad_filename_json", pretty(&run.stdout)));
@@ -407,16 +407,16 @@ async fn every_exit_code_of_the_binary() {
         .expect("address")
         .port();
     let unreachable = format!("postgres://postgres@127.0.0.1:{port}/nope");
-    let run = migrate(&["--dir", dir_arg, "--database-url", &unreachable, "status"]);
+    let run = pgratchet(&["--dir", dir_arg, "--database-url", &unreachable, "status"]);
     expect_code(&run, 1);
     assert!(run.stderr.starts_with("error: "), "{}", run.stderr);
     assert!(run.stderr.contains("onnection refused"), "{}", run.stderr);
 
     // 2: usage errors.
-    let run = migrate(&["frobnicate"]);
+    let run = pgratchet(&["frobnicate"]);
     expect_code(&run, 2);
-    expect_code(&migrate(&["--dir", dir_arg, "up", "--bogus"]), 2);
-    let run = migrate(&["--dir", dir_arg, "status"]);
+    expect_code(&pgratchet(&["--dir", dir_arg, "up", "--bogus"]), 2);
+    let run = pgratchet(&["--dir", dir_arg, "status"]);
     expect_code(&run, 2);
     assert!(run.stderr.contains("DATABASE_URL"), "{}", run.stderr);
     expect_code(&on(&dir, &db, &["down"]), 2);
@@ -521,7 +521,7 @@ async fn exit_5_when_the_lock_wait_times_out() {
 
     let migrations = slow();
     let started = Instant::now();
-    let code = migrate::cli::run(
+    let code = pgratchet::cli::run(
         Migrator::new(&migrations).lock_wait_timeout(Duration::from_millis(500)),
         ["migrate", "up", "--database-url", db.url.as_str()],
     )
@@ -550,7 +550,7 @@ fn new_in_each_naming_style() {
     let new = |args: &[&str]| {
         let mut all = vec!["--dir", dir_arg, "new"];
         all.extend_from_slice(args);
-        let run = migrate(&all);
+        let run = pgratchet(&all);
         expect_code(&run, 0);
         run.stdout
             .lines()
@@ -576,7 +576,7 @@ fn new_in_each_naming_style() {
     );
     assert_eq!(new(&["more"]), ["5_more/up.sql"], "the newest file's style");
     assert_eq!(new(&["flat", "--style", "flat"]), ["6_flat.sql"]);
-    let run = migrate(&["--dir", dir_arg, "--json", "new", "last"]);
+    let run = pgratchet(&["--dir", dir_arg, "--json", "new", "last"]);
     expect_code(&run, 0);
     let created = json(&run.stdout)["created"].clone();
     assert_eq!(created.as_array().map(Vec::len), Some(1), "{created}");
@@ -588,7 +588,7 @@ fn new_in_each_naming_style() {
         loaded.iter().map(Migration::version).collect::<Vec<_>>(),
         (1..=7).collect::<Vec<_>>()
     );
-    let run = migrate(&["--dir", dir_arg, "new", "bad name"]);
+    let run = pgratchet(&["--dir", dir_arg, "new", "bad name"]);
     expect_code(&run, 1);
     assert!(
         run.stderr.contains("invalid migration name"),
@@ -599,7 +599,7 @@ fn new_in_each_naming_style() {
     // Zero padding is kept.
     let padded = migrations_dir("new_padded", &[("0007_x.sql", "SELECT 1;\n")]);
     let padded_arg = padded.to_str().expect("UTF-8");
-    let run = migrate(&["--dir", padded_arg, "new", "y"]);
+    let run = pgratchet(&["--dir", padded_arg, "new", "y"]);
     expect_code(&run, 0);
     assert!(padded.join("0008_y.sql").is_file(), "{}", run.stdout);
 
@@ -607,10 +607,10 @@ fn new_in_each_naming_style() {
     let stamped = migrations_dir("new_stamped", &[]);
     let stamped_arg = stamped.to_str().expect("UTF-8");
     expect_code(
-        &migrate(&["--dir", stamped_arg, "new", "a", "--timestamp"]),
+        &pgratchet(&["--dir", stamped_arg, "new", "a", "--timestamp"]),
         0,
     );
-    expect_code(&migrate(&["--dir", stamped_arg, "new", "b"]), 0);
+    expect_code(&pgratchet(&["--dir", stamped_arg, "new", "b"]), 0);
     let loaded = Migrations::from_dir(&stamped).expect("loads");
     let versions: Vec<i64> = loaded.iter().map(Migration::version).collect();
     assert_eq!(versions.len(), 2);
@@ -621,7 +621,7 @@ fn new_in_each_naming_style() {
     assert!(versions[0] < versions[1]);
 }
 
-static EMBEDDED: Migrations = migrate::embed_migrations!("tests/it/fixtures/cli_embedded");
+static EMBEDDED: Migrations = pgratchet::embed_migrations!("tests/it/fixtures/cli_embedded");
 
 /// A service binary's `collector migrate ...`: the same commands on embedded migrations.
 #[tokio::test]
@@ -633,7 +633,7 @@ async fn embedded_entry_point() {
         all.extend(args);
         all.push("--database-url");
         all.push(url);
-        migrate::cli::run(Migrator::new(&EMBEDDED), all)
+        pgratchet::cli::run(Migrator::new(&EMBEDDED), all)
     };
     assert_eq!(cli(vec!["status", "--json"]).await, ExitCode::SUCCESS);
     assert_eq!(cli(vec!["status", "--check"]).await, ExitCode::from(3));
@@ -658,7 +658,7 @@ async fn embedded_entry_point() {
 
     // `new` writes to --dir, as the binary does.
     let dir = migrations_dir("embedded_new", &[]);
-    let code = migrate::cli::run(
+    let code = pgratchet::cli::run(
         Migrator::new(&EMBEDDED),
         ["migrate", "new", "x", "--dir", dir.to_str().expect("UTF-8")],
     )
@@ -740,7 +740,7 @@ async fn before_run_command() {
 
     let seen = dir.with_extension("seen");
     let command = format!(
-        "printf '%s %s' \"$MIGRATE_PENDING\" \"${{MIGRATE_DATABASE_URL:+has-url}}\" > '{}'",
+        "printf '%s %s' \"$PGRATCHET_PENDING\" \"${{PGRATCHET_DATABASE_URL:+has-url}}\" > '{}'",
         seen.display()
     );
     let run = on(
@@ -803,7 +803,7 @@ async fn tls_sslmode_against_a_server_without_tls() {
         let separator = if db.url.contains('?') { '&' } else { '?' };
         format!("{}{separator}sslmode={mode}", db.url)
     };
-    let run = migrate(&[
+    let run = pgratchet(&[
         "--dir",
         dir_arg,
         "--database-url",
@@ -826,7 +826,7 @@ async fn tls_sslmode_against_a_server_without_tls() {
         "{}",
         run.stderr
     );
-    let run = migrate(&[
+    let run = pgratchet(&[
         "--dir",
         dir_arg,
         "--database-url",
@@ -834,7 +834,7 @@ async fn tls_sslmode_against_a_server_without_tls() {
         "status",
     ]);
     expect_code(&run, 1);
-    let run = migrate(&[
+    let run = pgratchet(&[
         "--dir",
         dir_arg,
         "--database-url",
@@ -842,7 +842,7 @@ async fn tls_sslmode_against_a_server_without_tls() {
         "status",
     ]);
     expect_code(&run, 0);
-    let run = migrate(&[
+    let run = pgratchet(&[
         "--dir",
         dir_arg,
         "--database-url",
@@ -850,7 +850,7 @@ async fn tls_sslmode_against_a_server_without_tls() {
         "status",
     ]);
     expect_code(&run, 0);
-    let run = migrate(&[
+    let run = pgratchet(&[
         "--dir",
         dir_arg,
         "--database-url",

@@ -3,9 +3,9 @@
 //! The expected checksums are `sha256sum` of each file (the CRLF+BOM copy: of the LF file), so
 //! this test pins the checksum definition of CONTRACT.md, which every deployed database relies on.
 
-use migrate::{Migration, Migrations};
+use pgratchet::{Migration, Migrations};
 
-static MIGRATIONS: Migrations = migrate::embed_migrations!("tests/it/fixtures/all_forms");
+static MIGRATIONS: Migrations = pgratchet::embed_migrations!("tests/it/fixtures/all_forms");
 
 /// `(version, name, up path, sha256sum of the up file, no_transaction)`, in the expected order.
 const EXPECTED: &[(i64, &str, &str, &str, bool)] = &[
@@ -242,13 +242,13 @@ fn ignored_entries_are_not_migrations() {
 
 #[test]
 fn usable_in_a_static_and_a_let() {
-    let local = migrate::embed_migrations!("tests/it/fixtures/all_forms");
+    let local = pgratchet::embed_migrations!("tests/it/fixtures/all_forms");
     assert_eq!(local, MIGRATIONS);
     let copy = local.clone();
     assert_eq!(copy.len(), EXPECTED.len());
     // In a function, as a temporary.
     assert_eq!(
-        migrate::embed_migrations!("tests/it/fixtures/all_forms")
+        pgratchet::embed_migrations!("tests/it/fixtures/all_forms")
             .iter()
             .map(Migration::version)
             .max(),

@@ -1,7 +1,8 @@
-//! Integration tests of the `migrate` facade: one binary, one module per concern.
+//! Integration tests of the `pgratchet` facade: one binary, one module per concern.
 
 mod cli;
 mod embed;
+mod readme;
 mod rebuild;
 #[cfg(feature = "cli")]
 mod reliability;

@@ -15,7 +15,7 @@ const BUILD_RS: &str = r#"fn main() {
 }
 "#;
 
-const MAIN_RS: &str = r#"static MIGRATIONS: migrate::Migrations = migrate::embed_migrations!("migrations");
+const MAIN_RS: &str = r#"static MIGRATIONS: pgratchet::Migrations = pgratchet::embed_migrations!("migrations");
 
 fn main() {
     println!("{}", MIGRATIONS.len());
@@ -36,8 +36,8 @@ fn a_new_migration_file_is_picked_up_with_the_build_script_line() {
     std::fs::create_dir_all(probe.join("migrations")).expect("create its migrations directory");
     let manifest = format!(
         "[package]\nname = \"rebuild-probe\"\nversion = \"0.0.0\"\nedition = \"2021\"\npublish = false\n\n\
-         [dependencies]\nmigrate = {{ path = {root:?} }}\n\n\
-         # Not a member of the `migrate` workspace around it.\n[workspace]\n",
+         [dependencies]\npgratchet = {{ path = {root:?} }}\n\n\
+         # Not a member of the `pgratchet` workspace around it.\n[workspace]\n",
         root = root.display().to_string(),
     );
     write(&probe.join("Cargo.toml"), &manifest);
@@ -113,7 +113,7 @@ fn build_and_run(probe: &Path, target: &Path) -> String {
         .env("CARGO_TARGET_DIR", target)
         // Set by the trybuild test running in parallel; here paths resolve from the probe's own
         // manifest, as in a user's crate.
-        .env_remove("MIGRATE_MANIFEST_DIR")
+        .env_remove("PGRATCHET_MANIFEST_DIR")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log)

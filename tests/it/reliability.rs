@@ -1,4 +1,4 @@
-//! The reliability suite of issue 6, on the real `migrate` binary: processes killed with
+//! The reliability suite of issue 6, on the real `pgratchet` binary: processes killed with
 //! SIGKILL mid-migration, a lock holder killed, `CREATE INDEX CONCURRENTLY` while others wait,
 //! 16 starters at once through a transaction-pooling PgBouncer, and tampered files.
 //!
@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
-use migrate::tokio_postgres::{Client, SimpleQueryMessage};
 use pg_harness::{test_db, Cluster, PoolMode, TestDb};
+use pgratchet::tokio_postgres::{Client, SimpleQueryMessage};
 use tokio::process::{Child, Command};
 
 /// Sleeps 30 s for a `slow` connection, not at all otherwise.
@@ -29,7 +29,7 @@ impl Dir {
         use std::sync::atomic::{AtomicU32, Ordering};
         static COUNTER: AtomicU32 = AtomicU32::new(0);
         let path = std::env::temp_dir().join(format!(
-            "migrate-reliability-{}-{}-{}",
+            "pgratchet-reliability-{}-{}-{}",
             label.replace(' ', "-"),
             std::process::id(),
             COUNTER.fetch_add(1, Ordering::Relaxed)
@@ -54,9 +54,9 @@ impl Drop for Dir {
     }
 }
 
-/// `migrate --dir DIR --database-url URL ARGS...`, never reading `DATABASE_URL` or a terminal.
-fn migrate(dir: &Dir, url: &str, args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_migrate"));
+/// `pgratchet --dir DIR --database-url URL ARGS...`, never reading `DATABASE_URL` or a terminal.
+fn pgratchet(dir: &Dir, url: &str, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_pgratchet"));
     command
         .arg("--dir")
         .arg(dir.path())
@@ -71,12 +71,12 @@ fn migrate(dir: &Dir, url: &str, args: &[&str]) -> Command {
     command
 }
 
-/// Runs `migrate ...` to the end.
+/// Runs `pgratchet ...` to the end.
 async fn run(dir: &Dir, url: &str, args: &[&str]) -> Output {
-    migrate(dir, url, args)
+    pgratchet(dir, url, args)
         .output()
         .await
-        .expect("run the migrate binary")
+        .expect("run the pgratchet binary")
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -102,7 +102,7 @@ fn slow(url: &str) -> String {
     format!("{url}?application_name=slow")
 }
 
-/// Starts `count` `migrate ... ARGS` processes that wait on their standard input, then releases
+/// Starts `count` `pgratchet ... ARGS` processes that wait on their standard input, then releases
 /// them all at once (a few microseconds apart): starters of one deploy.
 fn start_together(count: usize, dir: &Dir, url: &str, args: &[&str]) -> Vec<std::process::Child> {
     use std::io::Write;
@@ -111,7 +111,7 @@ fn start_together(count: usize, dir: &Dir, url: &str, args: &[&str]) -> Vec<std:
         let child = std::process::Command::new("sh")
             .arg("-c")
             .arg(r#"read -r _ && exec "$0" "$@""#)
-            .arg(env!("CARGO_BIN_EXE_migrate"))
+            .arg(env!("CARGO_BIN_EXE_pgratchet"))
             .arg("--dir")
             .arg(dir.path())
             .arg("--database-url")
@@ -329,7 +329,7 @@ async fn sigkill_during_a_transactional_migration_leaves_no_trace() {
     );
     dir.write("3_d.sql", "CREATE TABLE d (id int);\n");
 
-    let mut child = migrate(&dir, &slow(&db.url), &["up"])
+    let mut child = pgratchet(&dir, &slow(&db.url), &["up"])
         .spawn()
         .expect("spawn");
     let pid = sleeping_backend(&client).await;
@@ -373,7 +373,7 @@ async fn sigkill_during_a_no_transaction_migration_leaves_it_running_until_repai
     );
     dir.write("3_after.sql", "CREATE TABLE after3 (id int);\n");
 
-    let mut child = migrate(&dir, &slow(&db.url), &["up"])
+    let mut child = pgratchet(&dir, &slow(&db.url), &["up"])
         .spawn()
         .expect("spawn");
     let pid = sleeping_backend(&client).await;
@@ -404,7 +404,7 @@ async fn sigkill_during_a_no_transaction_migration_leaves_it_running_until_repai
     let stderr = text(&refused.stderr);
     assert!(
         stderr.contains("migration 2 `nt` is recorded as running")
-            && stderr.contains("migrate repair --version 2"),
+            && stderr.contains("run repair for version 2"),
         "{stderr}"
     );
     assert_eq!(
@@ -451,21 +451,21 @@ async fn killed_lock_holder_is_named_to_a_waiter_and_does_not_block_the_next_run
     dir.write("2_slow.sql", &format!("{SLOW}\nCREATE TABLE b (id int);\n"));
     dir.write("3_c.sql", "CREATE TABLE c (id int);\n");
 
-    let mut holder = migrate(&dir, &slow(&db.url), &["up"])
+    let mut holder = pgratchet(&dir, &slow(&db.url), &["up"])
         .spawn()
         .expect("spawn");
     let pid = sleeping_backend(&client).await;
 
     // A waiter (the library, on the same directory) gives up and names the holder.
-    let migrations = migrate::Migrations::from_dir(dir.path()).expect("load");
+    let migrations = pgratchet::Migrations::from_dir(dir.path()).expect("load");
     let started = Instant::now();
-    let error = migrate::Migrator::new(&migrations)
+    let error = pgratchet::Migrator::new(&migrations)
         .lock_wait_timeout(Duration::from_millis(500))
         .run(&db.pool(1))
         .await
         .expect_err("the waiter times out");
     assert!(started.elapsed() < Duration::from_secs(5));
-    let migrate::Error::LockTimeout { holder: seen, .. } = &error else {
+    let pgratchet::Error::LockTimeout { holder: seen, .. } = &error else {
         panic!("expected Error::LockTimeout, got {error:?}");
     };
     let seen = seen.as_ref().expect("the holder is named");
@@ -519,7 +519,7 @@ async fn create_index_concurrently_while_eight_starters_wait_does_not_deadlock()
     let connected = wait_for(
         &client,
         "SELECT n FROM (SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() \
-         AND application_name = 'migrate') c WHERE n = 9 \
+         AND application_name = 'pgratchet') c WHERE n = 9 \
          AND EXISTS (SELECT FROM pg_stat_activity WHERE datname = current_database() AND wait_event = 'PgSleep')",
         Duration::from_secs(20),
     )
@@ -689,12 +689,12 @@ async fn sigkill_of_a_starter_behind_pgbouncer_ends_its_transaction_promptly() {
     dir.write("2_c.sql", "CREATE TABLE c (id int);\n");
     let url = bouncer.url(&db.name);
 
-    let mut first = migrate(&dir, &slow(&url), &["--transaction-pooler", "up"])
+    let mut first = pgratchet(&dir, &slow(&url), &["--transaction-pooler", "up"])
         .spawn()
         .expect("spawn");
     let pid = sleeping_backend(&client).await;
     // A second starter blocks on the history row of 1, holding a server connection.
-    let second = migrate(&dir, &url, &["--transaction-pooler", "up"])
+    let second = pgratchet(&dir, &url, &["--transaction-pooler", "up"])
         .spawn()
         .expect("spawn");
     wait_for(
@@ -748,7 +748,7 @@ async fn refused(
     client: &Client,
     dir: &Dir,
     expected: &str,
-) -> (migrate::Error, Vec<(i64, String)>) {
+) -> (pgratchet::Error, Vec<(i64, String)>) {
     let before = snapshot(client).await;
     let output = run(dir, &db.url, &["up"]).await;
     assert_eq!(output.status.code(), Some(4), "{}", show(&output));
@@ -763,8 +763,8 @@ async fn refused(
         "the pending migration was not applied"
     );
 
-    let migrations = migrate::Migrations::from_dir(dir.path()).expect("load");
-    let error = migrate::Migrator::new(&migrations)
+    let migrations = pgratchet::Migrations::from_dir(dir.path()).expect("load");
+    let error = pgratchet::Migrator::new(&migrations)
         .run(&db.pool(1))
         .await
         .expect_err("the library refuses too");
@@ -808,12 +808,12 @@ async fn edited_applied_file_is_refused_and_nothing_changes() {
         "migration 20 `b` was edited after it was applied",
     )
     .await;
-    let migrate::Error::Modified { version, .. } = &error else {
+    let pgratchet::Error::Modified { version, .. } = &error else {
         panic!("expected Error::Modified, got {error:?}");
     };
     assert_eq!(*version, 20);
     assert!(
-        error.to_string().contains("migrate repair --version 20"),
+        error.to_string().contains("run repair for version 20"),
         "{error}"
     );
     assert_eq!(issues, vec![(20, "modified".to_owned())]);
@@ -830,7 +830,7 @@ async fn removed_applied_file_is_refused_and_nothing_changes() {
         "migration 20 `b` is applied in the database but missing from this set of migrations",
     )
     .await;
-    let migrate::Error::Removed { version, .. } = &error else {
+    let pgratchet::Error::Removed { version, .. } = &error else {
         panic!("expected Error::Removed, got {error:?}");
     };
     assert_eq!(*version, 20);
@@ -851,7 +851,7 @@ async fn renumbered_applied_file_is_refused_and_nothing_changes() {
     )
     .await;
     assert!(
-        matches!(error, migrate::Error::OutOfOrder { version: 15, .. }),
+        matches!(error, pgratchet::Error::OutOfOrder { version: 15, .. }),
         "{error:?}"
     );
     assert_eq!(
@@ -863,7 +863,7 @@ async fn renumbered_applied_file_is_refused_and_nothing_changes() {
     std::fs::rename(dir.path().join("15_b.sql"), dir.path().join("35_b.sql")).expect("rename");
     let (error, issues) = refused(&db, &client, &dir, "a file was removed or renumbered").await;
     assert!(
-        matches!(error, migrate::Error::Removed { version: 20, .. }),
+        matches!(error, pgratchet::Error::Removed { version: 20, .. }),
         "{error:?}"
     );
     assert_eq!(issues, vec![(20, "removed".to_owned())]);

@@ -1,3 +1,3 @@
-static M: migrate::Migrations = migrate::embed_migrations!("tests/ui/fixtures/bad_name_missing_name");
+static M: pgratchet::Migrations = pgratchet::embed_migrations!("tests/ui/fixtures/bad_name_missing_name");
 
 fn main() {}

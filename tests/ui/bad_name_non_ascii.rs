@@ -1,3 +1,3 @@
-static M: migrate::Migrations = migrate::embed_migrations!("tests/ui/fixtures/bad_name_non_ascii");
+static M: pgratchet::Migrations = pgratchet::embed_migrations!("tests/ui/fixtures/bad_name_non_ascii");
 
 fn main() {}

@@ -1,3 +1,3 @@
-static M: migrate::Migrations = migrate::embed_migrations!("tests/ui/fixtures/copy_from_stdin");
+static M: pgratchet::Migrations = pgratchet::embed_migrations!("tests/ui/fixtures/copy_from_stdin");
 
 fn main() {}

@@ -1,3 +1,3 @@
-static M: migrate::Migrations = migrate::embed_migrations!("tests/ui/fixtures/create_index_concurrently");
+static M: pgratchet::Migrations = pgratchet::embed_migrations!("tests/ui/fixtures/create_index_concurrently");
 
 fn main() {}

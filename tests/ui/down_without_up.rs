@@ -1,3 +1,3 @@
-static M: migrate::Migrations = migrate::embed_migrations!("tests/ui/fixtures/down_without_up");
+static M: pgratchet::Migrations = pgratchet::embed_migrations!("tests/ui/fixtures/down_without_up");
 
 fn main() {}

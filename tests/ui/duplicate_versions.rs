@@ -1,3 +1,3 @@
-static M: migrate::Migrations = migrate::embed_migrations!("tests/ui/fixtures/duplicate_versions");
+static M: pgratchet::Migrations = pgratchet::embed_migrations!("tests/ui/fixtures/duplicate_versions");
 
 fn main() {}

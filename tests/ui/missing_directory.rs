@@ -1,4 +1,4 @@
 // No such directory: the error names the path the macro looked for.
-static M: migrate::Migrations = migrate::embed_migrations!("tests/ui/fixtures/missing_directory");
+static M: pgratchet::Migrations = pgratchet::embed_migrations!("tests/ui/fixtures/missing_directory");
 
 fn main() {}

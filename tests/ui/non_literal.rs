@@ -1,7 +1,7 @@
 const DIR: &str = "tests/ui/fixtures/duplicate_versions";
 
-static A: migrate::Migrations = migrate::embed_migrations!(DIR);
-static B: migrate::Migrations = migrate::embed_migrations!(concat!("tests/", "migrations"));
-static C: migrate::Migrations = migrate::embed_migrations!();
+static A: pgratchet::Migrations = pgratchet::embed_migrations!(DIR);
+static B: pgratchet::Migrations = pgratchet::embed_migrations!(concat!("tests/", "migrations"));
+static C: pgratchet::Migrations = pgratchet::embed_migrations!();
 
 fn main() {}

@@ -1,3 +1,3 @@
-static M: migrate::Migrations = migrate::embed_migrations!("tests/ui/fixtures/non_utf8");
+static M: pgratchet::Migrations = pgratchet::embed_migrations!("tests/ui/fixtures/non_utf8");
 
 fn main() {}

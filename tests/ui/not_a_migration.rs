@@ -1,3 +1,3 @@
-static M: migrate::Migrations = migrate::embed_migrations!("tests/ui/fixtures/not_a_migration");
+static M: pgratchet::Migrations = pgratchet::embed_migrations!("tests/ui/fixtures/not_a_migration");
 
 fn main() {}

@@ -1,3 +1,3 @@
-static M: migrate::Migrations = migrate::embed_migrations!("tests/ui/fixtures/psql_meta_command");
+static M: pgratchet::Migrations = pgratchet::embed_migrations!("tests/ui/fixtures/psql_meta_command");
 
 fn main() {}

@@ -1,3 +1,3 @@
-static M: migrate::Migrations = migrate::embed_migrations!("tests/ui/fixtures/several_errors");
+static M: pgratchet::Migrations = pgratchet::embed_migrations!("tests/ui/fixtures/several_errors");
 
 fn main() {}

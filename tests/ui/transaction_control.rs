@@ -1,3 +1,3 @@
-static M: migrate::Migrations = migrate::embed_migrations!("tests/ui/fixtures/transaction_control");
+static M: pgratchet::Migrations = pgratchet::embed_migrations!("tests/ui/fixtures/transaction_control");
 
 fn main() {}

@@ -1,3 +1,3 @@
-static M: migrate::Migrations = migrate::embed_migrations!("tests/ui/fixtures/unknown_directive");
+static M: pgratchet::Migrations = pgratchet::embed_migrations!("tests/ui/fixtures/unknown_directive");
 
 fn main() {}

@@ -220,7 +220,7 @@ async fn apply_once<R: Runner>(
     let connected = started.elapsed();
     let applying = Instant::now();
     let applied = runner.apply(&mut handle).await?;
-    let migrate = applying.elapsed();
+    let applying_took = applying.elapsed();
     runner.shut(handle).await.context("close")?;
     Ok(json!({
         "contestant": R::NAME,
@@ -231,7 +231,7 @@ async fn apply_once<R: Runner>(
         "wall_ms": millis(entered.elapsed() - slept),
         "setup_ms": millis(setup),
         "connect_ms": millis(connected),
-        "migrate_ms": millis(migrate),
+        "migrate_ms": millis(applying_took),
         "woke_at_ms": woke_at_ms,
     }))
 }

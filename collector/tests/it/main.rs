@@ -11,7 +11,7 @@ use pg_harness::TestDb;
 use serde_json::{json, Value};
 
 /// The schema the collector embeds, embedded here too, so the tests know its versions.
-static MIGRATIONS: migrate::Migrations = migrate::embed_migrations!("../migrations");
+static MIGRATIONS: pgratchet::Migrations = pgratchet::embed_migrations!("../migrations");
 
 /// The size of the collector's built-in sample feed.
 const SAMPLE_SIZE: i64 = 500;

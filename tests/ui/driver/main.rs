@@ -1,7 +1,7 @@
 //! Every build-time error class of CONTRACT.md is a compile error spanned on the macro's literal:
 //! one trybuild case per class in `tests/ui/*.rs`, fixtures in `tests/ui/fixtures/<case>/`.
 //!
-//! Regenerate the `.stderr` files with `TRYBUILD=overwrite cargo test -p migrate-ui-tests`, then
+//! Regenerate the `.stderr` files with `TRYBUILD=overwrite cargo test -p pgratchet-ui-tests`, then
 //! read every changed one: they depend on the rustc version.
 
 use std::path::Path;
@@ -14,6 +14,6 @@ fn compile_errors() {
     // rustc that trybuild spawns inherit it.
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let root = root.canonicalize().unwrap_or(root);
-    std::env::set_var("MIGRATE_MANIFEST_DIR", &root);
+    std::env::set_var("PGRATCHET_MANIFEST_DIR", &root);
     trybuild::TestCases::new().compile_fail("*.rs");
 }

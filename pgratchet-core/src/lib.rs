@@ -1,0 +1,19 @@
+//! The dependency-free heart of `pgratchet`: the migration filename grammar, the SQL lexer,
+//! checksums, per-file directives, the transaction checks and the directory loader.
+//!
+//! Both the `embed_migrations!` macro (at build time) and the runtime's directory loader and CLI
+//! (at run time) use this crate, so a file is accepted or refused, and checksummed, identically in
+//! both places. It depends on `sha2` only: never on `syn` (build-time only) nor `tokio`.
+#![warn(missing_docs, unreachable_pub)]
+
+pub mod checksum;
+pub mod directive;
+pub mod lexer;
+pub mod loader;
+mod migration;
+pub mod name;
+pub mod problem;
+pub mod transaction;
+
+pub use migration::{Migration, Script};
+pub use problem::Problem;

@@ -1,0 +1,156 @@
+//! [`Migrations`]: an ordered set of migrations, embedded or loaded from a directory.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::path::Path;
+use std::sync::OnceLock;
+
+use deadpool_postgres::Pool;
+
+use crate::{BoxFuture, Error, Migration, Migrator, Report};
+
+/// An ordered set of migrations with unique versions: what `embed_migrations!` expands to, or
+/// what [`Migrations::from_dir`] reads at run time.
+#[derive(Clone)]
+pub struct Migrations {
+    list: Cow<'static, [Migration]>,
+    /// Computed on the first run and kept: a service checks the same set at every start.
+    fingerprint: OnceLock<i128>,
+}
+
+impl Migrations {
+    /// Wraps static data already checked and sorted by `embed_migrations!`.
+    #[doc(hidden)]
+    pub const fn from_static(list: &'static [Migration]) -> Self {
+        Migrations {
+            list: Cow::Borrowed(list),
+            fingerprint: OnceLock::new(),
+        }
+    }
+
+    /// Reads a migrations directory at run time with the same grammar, checks and checksums as
+    /// `embed_migrations!`; every problem is returned in [`Error::Load`].
+    pub fn from_dir(dir: impl AsRef<Path>) -> Result<Self, Error> {
+        let loaded = pgratchet_core::loader::load_dir(dir.as_ref()).map_err(Error::Load)?;
+        Ok(Migrations::owned(
+            loaded
+                .into_iter()
+                .map(pgratchet_core::loader::LoadedMigration::into_migration)
+                .collect(),
+        ))
+    }
+
+    /// A set built in code (e.g. generated migrations), sorted by version; two migrations with
+    /// one version are refused.
+    pub fn new(mut list: Vec<Migration>) -> Result<Self, Error> {
+        list.sort_by_key(Migration::version);
+        let duplicates: Vec<_> = list
+            .windows(2)
+            .filter(|pair| pair[0].version() == pair[1].version())
+            .map(|pair| {
+                pgratchet_core::Problem::file(
+                    pair[1].up().path(),
+                    format!(
+                        "duplicate migration version {}: `{}` and `{}`; give one of them another version",
+                        pair[0].version(),
+                        pair[0].up().path(),
+                        pair[1].up().path()
+                    ),
+                )
+            })
+            .collect();
+        if !duplicates.is_empty() {
+            return Err(Error::Load(duplicates));
+        }
+        Ok(Migrations::owned(list))
+    }
+
+    fn owned(list: Vec<Migration>) -> Self {
+        Migrations {
+            list: Cow::Owned(list),
+            fingerprint: OnceLock::new(),
+        }
+    }
+
+    /// What the history table's fingerprint is once every migration here is applied.
+    pub(crate) fn fingerprint(&self) -> i128 {
+        *self
+            .fingerprint
+            .get_or_init(|| crate::fingerprint::of(&self.list))
+    }
+
+    /// The migrations, in version order.
+    pub fn iter(&self) -> std::slice::Iter<'_, Migration> {
+        self.list.iter()
+    }
+
+    /// The migrations as a slice, in version order.
+    pub fn as_slice(&self) -> &[Migration] {
+        &self.list
+    }
+
+    /// How many migrations there are.
+    pub fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    /// The migration with this version.
+    pub fn get(&self, version: i64) -> Option<&Migration> {
+        self.list
+            .binary_search_by_key(&version, Migration::version)
+            .ok()
+            .map(|index| &self.list[index])
+    }
+
+    /// Applies what is pending with the default settings (see [`Migrator`] for the others).
+    ///
+    /// ```no_run
+    /// # async fn example(pool: deadpool_postgres::Pool, migrations: &pgratchet_runtime::Migrations) -> Result<(), pgratchet_runtime::Error> {
+    /// let report = migrations.run(&pool).await?;
+    /// for applied in &report.applied {
+    ///     println!("applied {} {} in {} ms", applied.version, applied.name, applied.duration_ms);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn run<'a>(&'a self, pool: &'a Pool) -> BoxFuture<'a, Result<Report, Error>> {
+        Box::pin(async move { Migrator::new(self).run(pool).await })
+    }
+
+    /// Applies what is pending on a client the runner owns (and closes when done).
+    pub fn run_client(
+        &self,
+        client: tokio_postgres::Client,
+    ) -> BoxFuture<'_, Result<Report, Error>> {
+        Box::pin(async move { Migrator::new(self).run_client(client).await })
+    }
+}
+
+impl<'a> IntoIterator for &'a Migrations {
+    type Item = &'a Migration;
+    type IntoIter = std::slice::Iter<'a, Migration>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+impl fmt::Debug for Migrations {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.list.iter()).finish()
+    }
+}
+
+/// Equal when they hold the same migrations (whether a fingerprint was computed yet does not
+/// matter).
+impl PartialEq for Migrations {
+    fn eq(&self, other: &Self) -> bool {
+        self.list == other.list
+    }
+}
+
+impl Eq for Migrations {}
