@@ -25,10 +25,11 @@ pub struct Statement<'a> {
 }
 
 impl<'a> Statement<'a> {
-    /// Whether the statement holds nothing but whitespace and comments (e.g. the trailing
-    /// comments after the last `;`).
+    /// Whether the statement holds nothing but whitespace, comments and its `;`: the trailing
+    /// comments after the last `;`, or the empty statement of `;;`. The server runs nothing for
+    /// it and sends no CommandComplete.
     pub fn is_empty(&self) -> bool {
-        significant_tokens(self.text).next().is_none()
+        significant_tokens(self.text).all(|token| token.kind == TokenKind::Semicolon)
     }
 
     /// The first `n` tokens, skipping comments: a bare word (keyword or identifier) is uppercased;
@@ -63,8 +64,8 @@ pub fn line_of(sql: &str, byte_offset: usize) -> u32 {
     u32::try_from(newlines.saturating_add(1)).unwrap_or(u32::MAX)
 }
 
-/// The statements of `sql` the server executes: [`split`] without the empty ones (whitespace and
-/// comments only), which complete no command.
+/// The statements of `sql` the server executes: [`split`] without the empty ones (whitespace,
+/// comments and at most a `;`), which complete no command.
 pub fn executed(sql: &str) -> impl Iterator<Item = Statement<'_>> {
     split(sql)
         .into_iter()

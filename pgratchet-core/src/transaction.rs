@@ -33,6 +33,8 @@ pub fn check(file: &str, sql: &str, no_transaction: bool) -> Vec<Problem> {
             problems.push(at(meta_command_message(body)));
         } else if let Some(message) = copy_message(&words) {
             problems.push(at(message.to_string()));
+        } else if let Some(message) = lock_release_message(statement.text, &words) {
+            problems.push(at(message.to_string()));
         } else if no_transaction {
             continue;
         } else if let Some((shape, extra_fix)) = refused_in_transaction(&words) {
@@ -115,6 +117,35 @@ fn copy_message(words: &[String]) -> Option<&'static str> {
     }
 }
 
+/// A statement that releases every session advisory lock, the runner's migration lock with them,
+/// so that a second starter could run at the same time: refused in any file. The function is
+/// looked for in string and dollar-quoted bodies too (a `DO` block, dynamic SQL).
+fn lock_release_message(text: &str, words: &[String]) -> Option<&'static str> {
+    const UNLOCK_ALL: &str = "pg_advisory_unlock_all";
+    if starts(words, &["DISCARD", "ALL"]) {
+        return Some(
+            "`DISCARD ALL` releases every session advisory lock, the migration lock included, so \
+             a second starter could run at the same time; remove it (`DISCARD PLANS`, `DISCARD \
+             SEQUENCES` and `DISCARD TEMP` reset the rest, and the runner resets the session after \
+             a migration)",
+        );
+    }
+    let calls_unlock_all = significant_tokens(text).any(|token| {
+        let token_text = &text[token.start..token.end];
+        match token.kind {
+            TokenKind::Word => token_text.eq_ignore_ascii_case(UNLOCK_ALL),
+            TokenKind::Quoted => token_text.to_ascii_lowercase().contains(UNLOCK_ALL),
+            _ => false,
+        }
+    });
+    calls_unlock_all.then_some(
+        "`pg_advisory_unlock_all()` releases every session advisory lock, the migration lock \
+         included, so a second starter could run at the same time; remove it (release a lock of \
+         your own with `pg_advisory_unlock(key)`, or take it with `pg_advisory_xact_lock`, which \
+         ends with the transaction)",
+    )
+}
+
 /// The shape of a statement PostgreSQL refuses inside a transaction block, and the fix besides
 /// `-- migrate:no-transaction`.
 fn refused_in_transaction(words: &[String]) -> Option<(&'static str, &'static str)> {
@@ -162,7 +193,6 @@ fn refused_in_transaction(words: &[String]) -> Option<(&'static str, &'static st
         (&["CREATE", "TABLESPACE"], "CREATE TABLESPACE"),
         (&["DROP", "TABLESPACE"], "DROP TABLESPACE"),
         (&["ALTER", "SYSTEM"], "ALTER SYSTEM"),
-        (&["DISCARD", "ALL"], "DISCARD ALL"),
     ];
     if let Some((_, shape)) = plain.iter().find(|(shape, _)| starts(words, shape)) {
         return Some((shape, ""));
@@ -251,7 +281,6 @@ mod tests {
             "CREATE TABLESPACE s LOCATION '/x';",
             "DROP TABLESPACE s;",
             "ALTER SYSTEM SET work_mem = '64MB';",
-            "DISCARD ALL;",
             "ALTER DATABASE d SET TABLESPACE s;",
             "BEGIN;",
             "begin transaction isolation level serializable;",
@@ -321,6 +350,36 @@ mod tests {
                 ["`5_idx.sql` line 1: `COPY ... FROM STDIN` needs the client to stream the data, which a migration cannot do; write the rows as `INSERT ... VALUES`, or use `COPY ... FROM '<file on the database server>'`"]
             );
             assert_eq!(messages("COPY t TO STDOUT;", no_transaction).len(), 1);
+        }
+    }
+
+    #[test]
+    fn releasing_every_advisory_lock_is_refused_in_any_file() {
+        for no_transaction in [false, true] {
+            for sql in [
+                "DISCARD ALL;",
+                "discard all",
+                "SELECT pg_advisory_unlock_all();",
+                "SELECT 1 FROM (SELECT PG_ADVISORY_UNLOCK_ALL()) s;",
+                "SELECT pg_catalog.pg_advisory_unlock_all();",
+                "DO $$ BEGIN PERFORM pg_advisory_unlock_all(); END $$;",
+                "DO $$ BEGIN EXECUTE 'SELECT pg_advisory_unlock_all()'; END $$;",
+            ] {
+                let found = messages(sql, no_transaction);
+                assert_eq!(found.len(), 1, "{sql}: {found:?}");
+                assert!(
+                    found[0].contains("releases every session advisory lock"),
+                    "{sql}: {found:?}"
+                );
+            }
+            for sql in [
+                "SELECT pg_advisory_unlock(42);",
+                "SELECT pg_advisory_unlock_shared(42);",
+                "DISCARD PLANS;",
+                "-- pg_advisory_unlock_all()\nSELECT 1;",
+            ] {
+                assert!(messages(sql, no_transaction).is_empty(), "{sql}");
+            }
         }
     }
 

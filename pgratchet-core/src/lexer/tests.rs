@@ -48,6 +48,22 @@ fn empty_input_and_trailing_comments() {
     assert!(split("/* only */ -- comments")[0].is_empty());
 }
 
+/// `;;` holds an empty statement, which the server skips without a CommandComplete: it is
+/// split (nothing is lost) but not executed.
+#[test]
+fn empty_statements_are_not_executed() {
+    let sql = "SELECT 1;;\n;\nSELECT 2; /* c */ ;";
+    assert_eq!(joined(sql), sql);
+    assert!(split(";")[0].is_empty());
+    assert_eq!(
+        executed(sql)
+            .map(|statement| statement.sql())
+            .collect::<Vec<_>>(),
+        ["SELECT 1;", "SELECT 2;"]
+    );
+    assert_eq!(executed(";").count(), 0);
+}
+
 #[test]
 fn semicolons_inside_quotes_stay_inside() {
     let cases: &[(&str, &[(&str, u32)])] = &[
