@@ -190,7 +190,14 @@ impl Cluster {
     /// directory removed when the value is dropped, and in any case within ~2 s of this
     /// process ending.
     pub fn start() -> Result<Cluster, Error> {
-        let server = Server::start()?;
+        Cluster::start_with(&[])
+    }
+
+    /// Like [`Cluster::start`], with server settings (`name`, `value`) applied on top of the
+    /// harness's own (each as `-c name=value`), e.g. `("wal_writer_delay", "10s")` for a test
+    /// that must see what reaches the disk when.
+    pub fn start_with(settings: &[(&str, &str)]) -> Result<Cluster, Error> {
+        let server = Server::start(settings)?;
         Ok(Cluster {
             host: "127.0.0.1".to_owned(),
             port: server.port,
@@ -447,7 +454,7 @@ struct RunAs {
 }
 
 impl Server {
-    fn start() -> Result<Server, Error> {
+    fn start(settings: &[(&str, &str)]) -> Result<Server, Error> {
         let bin_dir = find_bin_dir()?;
         let run_as = run_as()?;
         let dir = TempDir::create(run_as)?;
@@ -522,6 +529,11 @@ impl Server {
                 ])
                 .arg("-c")
                 .arg(format!("unix_socket_directories={}", dir.path.display()))
+                .args(
+                    settings
+                        .iter()
+                        .flat_map(|(name, value)| ["-c".to_owned(), format!("{name}={value}")]),
+                )
                 .current_dir(&dir.path)
                 .stdin(Stdio::null())
                 .stdout(log)
