@@ -1,20 +1,24 @@
 //! The apply protocol: fast path, lock, table, and each migration in one round trip.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use pgratchet_core::lexer;
 use tokio_postgres::error::{ErrorPosition, SqlState};
 use tokio_postgres::{Client, SimpleQueryMessage};
 
-use crate::batch;
+use crate::batch::{self, Batch};
 use crate::connection::Connection;
 use crate::error::MigrationFailure;
 use crate::fingerprint;
 use crate::history::{self, Action, Row, Shape, Table};
 use crate::ident::{literal, literal_opt, validate};
 use crate::lock;
+use crate::session::{may_change_session, pooler_leak};
 use crate::status::{judge, merge};
-use crate::{Applied, Error, HookContext, HookPoint, Migration, Migrator, Planned, Report, Status};
+use crate::{
+    Applied, Error, HookContext, HookPoint, Migration, Migrator, Planned, Report, State, Status,
+};
 
 /// PostgreSQL 14 added `client_connection_check_interval`.
 const CONNECTION_CHECK_SINCE: i32 = 140_000;
@@ -22,6 +26,9 @@ const CONNECTION_CHECK_SINCE: i32 = 140_000;
 pub(crate) struct Engine<'e> {
     pub(crate) config: &'e Migrator<'e>,
     pub(crate) host: &'static str,
+    /// Whether a commit of this run waited for no WAL flush and no later commit's flush covered
+    /// it yet: then the run makes one before it returns, however it returns.
+    unflushed: AtomicBool,
 }
 
 /// The first read of a run: where the table is and what it holds.
@@ -38,6 +45,8 @@ pub(crate) struct Locked {
     table: Table,
     server_version: i32,
     holds_lock: bool,
+    /// The pool the connection came from, which can open a second session to check the lock.
+    pool: Option<deadpool_postgres::Pool>,
 }
 
 impl Locked {
@@ -46,6 +55,7 @@ impl Locked {
             client: &self.connection,
             table: &self.table,
             server_version: self.server_version,
+            holds_lock: self.holds_lock,
         }
     }
 
@@ -65,32 +75,50 @@ pub(crate) struct Session<'s> {
     pub(crate) client: &'s Client,
     pub(crate) table: &'s Table,
     pub(crate) server_version: i32,
+    /// Whether the session holds the migration lock (not behind a transaction pooler).
+    pub(crate) holds_lock: bool,
 }
 
-/// Where one migration of a transactional batch sits in it, to trace an error back to it.
-struct Segment<'m> {
-    migration: &'m Migration,
-    /// Index (in statements completed) of its first statement.
-    segment_start: usize,
-    /// Index of its history INSERT, when that goes first (behind a transaction pooler).
-    insert_statement: Option<usize>,
-    /// Byte offset of its SQL in the batch.
-    sql_start: usize,
-    /// Index of its first statement.
-    first_statement: usize,
-    /// How many statements it has.
-    statements: usize,
-    /// Index, counted from its first statement, of the history record, whose row carries the
-    /// duration.
-    record_statement: usize,
-    /// How many statements the history record and the log entry take.
-    record_statements: usize,
+/// The parts of a transactional batch; a migration's parts carry its index in the group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Part {
+    /// `BEGIN` and the transaction's settings.
+    Setup,
+    /// Behind a pooler: the migration's history row, inserted first with the lock-wait timeout,
+    /// then the migration's own timeouts.
+    Insert(usize),
+    /// The migration's SQL.
+    Sql(usize),
+    /// Undoing the session settings the migration may have changed, before its record.
+    Restore(usize),
+    /// Its history record and log entry.
+    Record(usize),
+    /// The commit, with the durability this batch needs.
+    Commit,
+    /// After the commit, the session reset.
+    Reset,
 }
 
-pub(crate) enum Outcome {
-    Applied(Applied),
-    /// Another starter applied it first (behind a transaction pooler).
-    AppliedByOther,
+/// What one transactional batch came to.
+enum Group {
+    /// Every migration of the group was applied (with its duration).
+    Applied(Vec<Applied>),
+    /// Another starter recorded one of them first: the batch was rolled back, nothing of it
+    /// was kept.
+    Conflict,
+}
+
+/// The parts of the batch that records a no-transaction migration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Closing {
+    /// The session reset after the migration's statements.
+    Reset,
+    Begin,
+    /// `running` becomes `applied` (only if the row is still `running`), and the log entry.
+    Record,
+    /// The migration lock is still this session's.
+    LockCheck,
+    Commit,
 }
 
 impl<'e> Engine<'e> {
@@ -103,6 +131,7 @@ impl<'e> Engine<'e> {
         Ok(Engine {
             config,
             host: history::host_name(),
+            unflushed: AtomicBool::new(false),
         })
     }
 
@@ -139,6 +168,9 @@ impl<'e> Engine<'e> {
                 }
             }
         }
+        if self.config.transaction_pooler {
+            self.refuse_pooler_leaks(first.rows.as_deref())?;
+        }
         // Anything else is decided under the lock: a `running` row seen without it may be
         // another starter's migration in progress.
         // While another starter holds the lock, it may apply everything this one needs.
@@ -149,6 +181,7 @@ impl<'e> Engine<'e> {
             });
         };
         let result = self.apply_all(&locked.session()).await;
+        let result = self.flush(&locked.session(), result).await;
         let mut report = locked.release(result).await?;
         report.took_lock = !self.config.transaction_pooler;
         report.elapsed_ms = elapsed_ms(started);
@@ -191,6 +224,65 @@ impl<'e> Engine<'e> {
         Ok(count == Some(migrations.len()) && sum == Some(migrations.fingerprint()) && all_applied)
     }
 
+    /// Behind a transaction pooler, refuses before anything runs a pending no-transaction
+    /// migration that changes session state (see [`pooler_leak`]).
+    fn refuse_pooler_leaks(&self, rows: Option<&[Row]>) -> Result<(), Error> {
+        let applied = |version: i64| {
+            rows.is_some_and(|rows| {
+                rows.iter()
+                    .any(|row| row.version == version && row.state == State::Applied)
+            })
+        };
+        let in_scope = |version: i64| self.config.target.is_none_or(|target| version <= target);
+        for migration in self.migrations() {
+            let version = migration.version();
+            if !migration.no_transaction() || applied(version) || !in_scope(version) {
+                continue;
+            }
+            if let Some((line, statement)) = pooler_leak(migration.up_sql()) {
+                return Err(Error::SessionStateBehindPooler {
+                    version,
+                    name: migration.name().to_owned(),
+                    file: migration.up().path().to_owned(),
+                    line,
+                    statement,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes every commit of the run durable before it returns, whichever way it returns.
+    /// Commits made with `synchronous_commit = off` wait for no flush; the run's last commit
+    /// waits for one that covers them all, but an error, a hook or another starter may end a
+    /// run before it.
+    ///
+    /// A commit waits for the flush only if its transaction wrote WAL: one that only took a
+    /// transaction id (`pg_current_xact_id()`) writes its commit record and returns without
+    /// waiting (seen on PostgreSQL 15). A transactional logical message is the smallest write
+    /// there is, touches no table, and needs no privilege.
+    async fn flush<T>(&self, session: &Session<'_>, result: Result<T, Error>) -> Result<T, Error> {
+        if !self.unflushed.load(Ordering::Relaxed) {
+            return result;
+        }
+        let sql = "BEGIN;\nSET LOCAL synchronous_commit = on;\n\
+                   SELECT pg_logical_emit_message(true, 'pgratchet', 'flush');\nCOMMIT;";
+        match (session.client.batch_execute(sql).await, result) {
+            (Ok(()), result) => {
+                self.unflushed.store(false, Ordering::Relaxed);
+                result
+            }
+            (Err(error), Ok(_)) => Err(Error::db(
+                "the run's migrations are committed, but waiting for them to reach the disk failed",
+                error,
+            )),
+            (Err(error), Err(original)) => {
+                tracing::error!(%error, "could not wait for the run's commits to reach the disk");
+                Err(original)
+            }
+        }
+    }
+
     /// The first statement of a read batch: the schema and the server version.
     fn schema_sql(&self) -> String {
         let schema = match &self.config.schema {
@@ -226,6 +318,7 @@ impl<'e> Engine<'e> {
         let locked = self.prepare(connection, first).await?;
         if locked.holds_lock {
             lock::acquire(&locked.connection, &locked.table, self.lock_wait()).await?;
+            lock::verify_exclusive(&locked.connection, &locked.table, locked.pool.as_ref()).await?;
         }
         Ok(locked)
     }
@@ -249,10 +342,14 @@ impl<'e> Engine<'e> {
         {
             return Ok(None);
         }
+        if locked.holds_lock {
+            lock::verify_exclusive(&locked.connection, &locked.table, locked.pool.as_ref()).await?;
+        }
         Ok(Some(locked))
     }
 
     async fn prepare(&self, connection: Connection, first: &FirstRead) -> Result<Locked, Error> {
+        let pool = connection.pool();
         let connection = connection.take();
         self.configure_session(&connection, first.server_version)
             .await?;
@@ -261,6 +358,7 @@ impl<'e> Engine<'e> {
             table: Table::new(&first.schema, &self.config.table),
             server_version: first.server_version,
             holds_lock: !self.config.transaction_pooler,
+            pool,
         })
     }
 
@@ -374,27 +472,15 @@ impl<'e> Engine<'e> {
     }
 
     async fn apply_all(&self, session: &Session<'_>) -> Result<Report, Error> {
-        let (client, table, server_version) =
-            (session.client, session.table, session.server_version);
+        let (client, table) = (session.client, session.table);
         let version_is_integer = self.ensure_table(client, table).await?;
-        let rows = history::read_rows(client, table).await?;
-        let statuses = merge(self.migrations(), &rows);
-        let verdict = judge(
-            &statuses,
-            self.config.policy,
-            self.config.target,
-            self.config.transaction_pooler,
-        )?;
-        warn_all(&verdict.warnings);
+        let pending = self.pending(client, table).await?;
         let mut report = Report {
-            warnings: verdict.warnings,
+            warnings: pending.warnings,
             ..Report::default()
         };
-        let pending: Vec<&Migration> = verdict
-            .pending
-            .iter()
-            .filter_map(|version| self.find(*version))
-            .collect();
+        warn_all(&report.warnings);
+        let pending = pending.migrations;
         for migration in &pending {
             if version_is_integer && i32::try_from(migration.version()).is_err() {
                 return Err(Error::VersionTooLarge {
@@ -419,18 +505,7 @@ impl<'e> Engine<'e> {
             })
             .await?;
         if self.config.grouped {
-            if let Some(migration) = pending.iter().find(|migration| migration.no_transaction()) {
-                return Err(Error::GroupedNoTransaction {
-                    version: migration.version(),
-                    name: migration.name().to_owned(),
-                });
-            }
-            let outcomes = self
-                .apply_transactional(client, table, &pending, server_version, true)
-                .await?;
-            for (migration, outcome) in pending.iter().zip(outcomes) {
-                self.record(&mut report, migration, outcome);
-            }
+            self.apply_grouped(session, pending, &mut report).await?;
         } else {
             for (index, migration) in pending.iter().enumerate() {
                 let last = index + 1 == pending.len();
@@ -440,17 +515,21 @@ impl<'e> Engine<'e> {
                     migration: Some((migration.version(), migration.name().to_owned())),
                 };
                 self.config.hooks.call(each(HookPoint::BeforeEach)).await?;
-                let outcomes = if migration.no_transaction() {
-                    vec![
-                        self.apply_no_transaction(client, table, migration, server_version)
-                            .await?,
-                    ]
+                if migration.no_transaction() {
+                    match self.apply_no_transaction(session, migration, last).await? {
+                        Some(applied) => record(&mut report, applied),
+                        None => report.applied_by_others.push(migration.version()),
+                    }
                 } else {
-                    self.apply_transactional(client, table, &[*migration], server_version, last)
+                    match self
+                        .apply_transactional(session, &[*migration], last)
                         .await?
-                };
-                for outcome in outcomes {
-                    self.record(&mut report, migration, outcome);
+                    {
+                        Group::Applied(applied) => {
+                            applied.into_iter().for_each(|a| record(&mut report, a))
+                        }
+                        Group::Conflict => report.applied_by_others.push(migration.version()),
+                    }
                 }
                 self.config.hooks.call(each(HookPoint::AfterEach)).await?;
             }
@@ -466,60 +545,143 @@ impl<'e> Engine<'e> {
         Ok(report)
     }
 
-    fn record(&self, report: &mut Report, migration: &Migration, outcome: Outcome) {
-        match outcome {
-            Outcome::Applied(applied) => {
-                tracing::info!(
-                    version = applied.version,
-                    name = %applied.name,
-                    duration_ms = applied.duration_ms,
-                    "applied migration"
-                );
-                report.applied.push(applied);
+    /// What is pending now, from the history as it is (under the lock, or behind a pooler where
+    /// other starters may be applying right now), and the warnings about it.
+    async fn pending(&self, client: &Client, table: &Table) -> Result<Pending<'e>, Error> {
+        let rows = history::read_rows(client, table).await?;
+        let statuses = merge(self.migrations(), &rows);
+        let verdict = judge(
+            &statuses,
+            self.config.policy,
+            self.config.target,
+            self.config.transaction_pooler,
+        )?;
+        Ok(Pending {
+            migrations: verdict
+                .pending
+                .iter()
+                .filter_map(|version| self.find(*version))
+                .collect(),
+            warnings: verdict.warnings,
+        })
+    }
+
+    /// All pending migrations in one transaction. When another starter (behind a pooler)
+    /// recorded one of them first, the whole batch was rolled back, but only that one and those
+    /// before it were applied by someone else: the history is read again and the rest applied.
+    async fn apply_grouped(
+        &self,
+        session: &Session<'_>,
+        mut pending: Vec<&'e Migration>,
+        report: &mut Report,
+    ) -> Result<(), Error> {
+        if let Some(migration) = pending.iter().find(|migration| migration.no_transaction()) {
+            return Err(Error::GroupedNoTransaction {
+                version: migration.version(),
+                name: migration.name().to_owned(),
+            });
+        }
+        loop {
+            match self.apply_transactional(session, &pending, true).await? {
+                Group::Applied(applied) => {
+                    applied.into_iter().for_each(|a| record(report, a));
+                    return Ok(());
+                }
+                Group::Conflict => {
+                    let now = self
+                        .pending(session.client, session.table)
+                        .await?
+                        .migrations;
+                    for migration in &pending {
+                        if !now.iter().any(|m| m.version() == migration.version()) {
+                            report.applied_by_others.push(migration.version());
+                        }
+                    }
+                    if let Some(migration) = now.iter().find(|m| m.no_transaction()) {
+                        return Err(Error::GroupedNoTransaction {
+                            version: migration.version(),
+                            name: migration.name().to_owned(),
+                        });
+                    }
+                    pending = now;
+                    if pending.is_empty() {
+                        return Ok(());
+                    }
+                }
             }
-            Outcome::AppliedByOther => report.applied_by_others.push(migration.version()),
         }
     }
 
     /// Creates or adopts the history table (and its log) in one transaction under a transaction
     /// advisory lock, so starters behind a transaction pooler cannot race on `CREATE TABLE` either.
     /// Returns whether `version` is an INTEGER (an adopted pybmpmon table).
+    ///
+    /// The lock is tried, never waited for inside a statement: a transaction blocked in
+    /// `pg_advisory_xact_lock` holds a snapshot that a session-lock holder's `CREATE INDEX
+    /// CONCURRENTLY` waits for, and the two deadlock (a CLI beside services with the pooler flag).
     pub(crate) async fn ensure_table(&self, client: &Client, table: &Table) -> Result<bool, Error> {
-        let begin = format!(
-            "BEGIN;\nSELECT pg_advisory_xact_lock({});",
-            lock::key(table)
-        );
+        let key = lock::key(table);
+        let try_lock = format!("BEGIN;\nSELECT pg_try_advisory_xact_lock({key});");
+        let started = Instant::now();
+        let mut pause = lock::FIRST_PAUSE;
+        let mut races = 0;
+        loop {
+            let messages = client
+                .simple_query(&try_lock)
+                .await
+                .map_err(|e| Error::db("could not lock the history table for creation", e))?;
+            if lock::first_value(&messages).as_deref() != Some("t") {
+                rollback(client).await;
+                let waited = started.elapsed();
+                if waited >= self.config.lock_wait {
+                    let holder = lock::holder(client, key).await.ok().flatten().map(Box::new);
+                    return Err(Error::LockTimeout { waited, holder });
+                }
+                tokio::time::sleep(pause).await;
+                pause = lock::next_pause(pause);
+                continue;
+            }
+            match self.create_or_adopt(client, table).await {
+                Ok(version_is_integer) => return Ok(version_is_integer),
+                // An engine whose advisory locks do not lock lets two starters create at once:
+                // the loser finds the table there on its next try.
+                Err(Error::Database { source, .. }) if races < 3 && is_creation_race(&source) => {
+                    rollback(client).await;
+                    races += 1;
+                }
+                Err(error) => {
+                    rollback(client).await;
+                    return Err(error);
+                }
+            }
+        }
+    }
+
+    /// Inside `ensure_table`'s transaction: inspects, creates or adopts, commits.
+    async fn create_or_adopt(&self, client: &Client, table: &Table) -> Result<bool, Error> {
+        let shape = history::inspect(client, table).await?;
+        let ddl = history::ensure_sql(table, &shape, self.config.schema.is_some());
         client
-            .batch_execute(&begin)
+            .batch_execute(&format!("{ddl}COMMIT;"))
             .await
-            .map_err(|e| Error::db("could not lock the history table for creation", e))?;
-        let result = async {
-            let shape = history::inspect(client, table).await?;
-            let ddl = history::ensure_sql(table, &shape, self.config.schema.is_some());
-            client.batch_execute(&format!("{ddl}COMMIT;")).await.map_err(|e| {
+            .map_err(|e| {
                 Error::db(
                     format!("could not create the history table {}", table.display()),
                     e,
                 )
             })?;
-            if shape == Shape::Missing {
-                tracing::info!(table = %table.display(), "created the migration history table");
-            } else if shape == Shape::Pybmpmon {
-                tracing::info!(table = %table.display(), "adopted an existing pybmpmon history table");
-            }
-            Ok(matches!(
-                shape,
-                Shape::Pybmpmon
-                    | Shape::Ours {
-                        version_is_integer: true
-                    }
-            ))
+        if shape == Shape::Missing {
+            tracing::info!(table = %table.display(), "created the migration history table");
+        } else if shape == Shape::Pybmpmon {
+            tracing::info!(table = %table.display(), "adopted an existing pybmpmon history table");
         }
-        .await;
-        if result.is_err() {
-            rollback(client).await;
-        }
-        result
+        Ok(matches!(
+            shape,
+            Shape::Pybmpmon
+                | Shape::Ours {
+                    version_is_integer: true
+                }
+        ))
     }
 
     pub(crate) fn insert_sql(&self, table: &Table, migration: &Migration, state: &str) -> String {
@@ -533,58 +695,51 @@ impl<'e> Engine<'e> {
         )
     }
 
-    /// Applies `group` (one migration, or all of a grouped run) in one transaction and one round
-    /// trip: `BEGIN`, then per migration its SQL, its history row with the execution time and its
-    /// log entry (behind a pooler the row goes before the SQL and is checked after it), then
-    /// `COMMIT`.
-    ///
-    /// Unless `durable`, the commit does not wait for its WAL to reach disk. A run makes only its
-    /// last commit `durable`, and that flush covers the WAL of every commit before it: when the
-    /// run returns, all of it is on disk, and a run of 1,000 migrations waits for one flush, not
-    /// 1,000. A server crash before that flush loses the latest migrations together with their
-    /// history rows (each is still one transaction), and the next run applies them again. Other
-    /// starters cannot act on them early: they see the whole set applied only once the last
-    /// commit, flushed before it becomes visible, is.
-    async fn apply_transactional(
+    /// `SET LOCAL` of the configured timeouts, each back to the session's default when unset.
+    fn timeouts_sql(&self) -> String {
+        let setting = |name: &str, value: Option<Duration>| match value {
+            Some(value) => format!("SET LOCAL {name} = {};\n", value.as_millis()),
+            None => format!("SET LOCAL {name} TO DEFAULT;\n"),
+        };
+        setting("lock_timeout", self.config.lock_timeout)
+            + &setting("statement_timeout", self.config.statement_timeout)
+    }
+
+    /// The batch of one transactional group (one migration, or all of a grouped run): `BEGIN`,
+    /// then per migration its SQL, its history row with the execution time and its log entry
+    /// (behind a pooler the row goes before the SQL and is checked after it), then `COMMIT`.
+    fn transactional_batch(
         &self,
-        client: &Client,
         table: &Table,
         group: &[&Migration],
         server_version: i32,
         durable: bool,
-    ) -> Result<Vec<Outcome>, Error> {
+    ) -> Batch<Part> {
+        let pooler = self.config.transaction_pooler;
         let grouped = group.len() > 1;
-        let mut sql = String::from("BEGIN;\n");
-        let mut statements = 1;
+        let mut batch = Batch::new();
+        batch.push(Part::Setup, "BEGIN;\n");
         if !durable {
-            sql.push_str("SET LOCAL synchronous_commit = off;\n");
-            statements += 1;
+            batch.push(Part::Setup, "SET LOCAL synchronous_commit = off;\n");
         }
-        if self.config.transaction_pooler && server_version >= CONNECTION_CHECK_SINCE {
+        if pooler && server_version >= CONNECTION_CHECK_SINCE {
             // Behind a pooler there is no session to set the check interval on (see
             // `check_interval_sql`), but the transaction has one: without it, a starter killed
             // mid-migration leaves its backend running the statement to its end (PgBouncer
             // closes the server connection, the backend does not notice), keeping the history
             // row locked and every other starter, with a pooled server connection each, waiting.
-            sql.push_str(&format!(
-                "SET LOCAL client_connection_check_interval = {};\n",
-                self.config.connection_check_interval.as_millis()
-            ));
-            statements += 1;
+            batch.push(
+                Part::Setup,
+                &format!(
+                    "SET LOCAL client_connection_check_interval = {};\n",
+                    self.config.connection_check_interval.as_millis()
+                ),
+            );
         }
-        if let Some(timeout) = self.config.lock_timeout {
-            sql.push_str(&format!(
-                "SET LOCAL lock_timeout = {};\n",
-                timeout.as_millis()
-            ));
-            statements += 1;
-        }
-        if let Some(timeout) = self.config.statement_timeout {
-            sql.push_str(&format!(
-                "SET LOCAL statement_timeout = {};\n",
-                timeout.as_millis()
-            ));
-            statements += 1;
+        if !pooler
+            && (self.config.lock_timeout.is_some() || self.config.statement_timeout.is_some())
+        {
+            batch.push(Part::Setup, &self.timeouts_sql());
         }
         // In a grouped run now() is the start of the whole group, so each migration notes its own
         // start in a transaction-local setting.
@@ -594,218 +749,248 @@ impl<'e> Engine<'e> {
             "now()"
         };
         let elapsed = format!("(extract(epoch FROM clock_timestamp() - {since}) * 1000)::int");
-        let mut segments = Vec::with_capacity(group.len());
+        let host = literal(self.host);
         let mut resets_session = false;
-        for migration in group {
+        for (index, migration) in group.iter().enumerate() {
             let version = migration.version();
             if grouped {
-                sql.push_str(
+                batch.push(
+                    Part::Setup,
                     "SELECT set_config('pgratchet.started', clock_timestamp()::text, true);\n",
                 );
-                statements += 1;
             }
             // Behind a transaction pooler the history row goes first: a second applier blocks on
-            // its key and then fails with a unique violation instead of applying it again. Under
-            // the session lock nobody else applies, so it goes last, like any runner's: no UPDATE.
-            let insert_first = self.config.transaction_pooler;
-            let segment_start = statements;
-            if insert_first {
-                sql.push_str(&self.insert_sql(table, migration, "applied"));
-                statements += 1;
+            // its key (for up to the lock-wait timeout, and no statement timeout, since the
+            // first one may take long), then fails with a unique violation instead of applying
+            // it again. Under the session lock nobody else applies, so it goes last, like any
+            // runner's: no UPDATE.
+            if pooler {
+                batch.push(
+                    Part::Insert(index),
+                    &format!(
+                        "SET LOCAL lock_timeout = {};\nSET LOCAL statement_timeout = 0;\n{}{}",
+                        self.config.lock_wait.as_millis().max(1),
+                        self.insert_sql(table, migration, "applied"),
+                        self.timeouts_sql()
+                    ),
+                );
             }
-            let first_statement = statements;
-            let sql_start = sql.len();
-            sql.push_str(migration.up_sql());
-            let migration_statements = lexer::executed(migration.up_sql()).count();
-            // The newline ends a trailing `--` comment; the `;` a last statement without one.
-            sql.push_str("\n;\n");
-            let changes_session = may_change_session(migration.up_sql());
-            resets_session |= changes_session;
-            let restore = if changes_session {
-                self.restore_after_migration_sql()
-            } else {
-                String::new()
-            };
-            sql.push_str(&restore);
-            let restore_statements = lexer::executed(&restore).count();
-            let host = literal(self.host);
-            let log = &table.log;
+            batch.push_script(Part::Sql(index), migration.up_sql());
+            if may_change_session(migration.up_sql()) {
+                resets_session = true;
+                batch.push(Part::Restore(index), &self.restore_after_migration_sql());
+            }
+            let (qualified, log) = (&table.qualified, &table.log);
             // Behind a pooler one statement checks that the row inserted first survived the
             // migration (`1 / count(*)` fails if not), stores the duration and appends the log
             // entry. Under the session lock the row goes in last, so two plain INSERTs do it: the
             // server runs them faster than a data-modifying WITH. Either fails if the migration
             // dropped the history or its log. The duration is computed once, so both rows say
             // the same.
-            let (record, record_statements) = if insert_first {
-                (
-                    format!(
-                        "WITH h AS (UPDATE {} SET execution_time_ms = {elapsed} WHERE version = {version} RETURNING execution_time_ms), \
-                         l AS (INSERT INTO {log} (version, action, host, duration_ms) SELECT {version}, 'apply', {host}, execution_time_ms FROM h) \
-                         SELECT max(execution_time_ms), 1 / count(*) FROM h;\n",
-                        table.qualified
-                    ),
-                    1,
+            let record = if pooler {
+                format!(
+                    "WITH h AS (UPDATE {qualified} SET execution_time_ms = {elapsed} WHERE version = {version} RETURNING execution_time_ms), \
+                     l AS (INSERT INTO {log} (version, action, host, duration_ms) SELECT {version}, 'apply', {host}, execution_time_ms FROM h) \
+                     SELECT max(execution_time_ms), 1 / count(*) FROM h;\n"
                 )
             } else {
-                (
-                    format!(
-                        "INSERT INTO {} (version, name, checksum, state, applied_by, down_sql, execution_time_ms) \
-                         VALUES ({version}, {}, {}, 'applied', current_user, {}, set_config('pgratchet.elapsed_ms', {elapsed}::text, true)::int) \
-                         RETURNING execution_time_ms;\n\
-                         INSERT INTO {log} (version, action, host, duration_ms) \
-                         VALUES ({version}, 'apply', {host}, current_setting('pgratchet.elapsed_ms')::int);\n",
-                        table.qualified,
-                        literal(migration.name()),
-                        literal(migration.checksum()),
-                        literal_opt(migration.down_sql()),
-                    ),
-                    2,
+                format!(
+                    "INSERT INTO {qualified} (version, name, checksum, state, applied_by, down_sql, execution_time_ms) \
+                     VALUES ({version}, {}, {}, 'applied', current_user, {}, set_config('pgratchet.elapsed_ms', {elapsed}::text, true)::int) \
+                     RETURNING execution_time_ms;\n\
+                     INSERT INTO {log} (version, action, host, duration_ms) \
+                     VALUES ({version}, 'apply', {host}, current_setting('pgratchet.elapsed_ms')::int);\n",
+                    literal(migration.name()),
+                    literal(migration.checksum()),
+                    literal_opt(migration.down_sql()),
                 )
             };
-            sql.push_str(&record);
-            segments.push(Segment {
-                migration,
-                segment_start,
-                insert_statement: insert_first.then_some(segment_start),
-                sql_start,
-                first_statement,
-                statements: migration_statements,
-                record_statement: migration_statements + restore_statements,
-                record_statements,
-            });
-            statements += migration_statements + restore_statements + record_statements;
+            batch.push(Part::Record(index), &record);
         }
-        sql.push_str("COMMIT;\n");
+        // Set again right before the commit, so that a migration's own `synchronous_commit`
+        // cannot make the run's durable commit asynchronous.
+        batch.push(
+            Part::Commit,
+            if durable {
+                "SET LOCAL synchronous_commit = on;\nCOMMIT;\n"
+            } else {
+                "SET LOCAL synchronous_commit = off;\nCOMMIT;\n"
+            },
+        );
         // A migration that cannot have changed session settings needs no reset after it.
         if resets_session {
-            sql.push_str(&self.session_reset_sql(server_version));
+            batch.push(Part::Reset, &self.session_reset_sql(server_version));
         }
+        batch
+    }
+
+    /// Applies `group` in one transaction and one round trip (see [`transactional_batch`]).
+    ///
+    /// Unless `durable`, the commit does not wait for its WAL to reach disk. A run makes only its
+    /// last commit `durable`, and that flush covers the WAL of every commit before it; a run
+    /// that ends before its last commit flushes on its way out ([`flush`](Self::flush)). A
+    /// server crash before that flush loses the latest migrations together with their history
+    /// rows (each is still one transaction), and the next run applies them again. Other starters
+    /// cannot act on them early: they see the whole set applied only once the last commit,
+    /// flushed before it becomes visible, is.
+    ///
+    /// [`transactional_batch`]: Self::transactional_batch
+    async fn apply_transactional(
+        &self,
+        session: &Session<'_>,
+        group: &[&Migration],
+        durable: bool,
+    ) -> Result<Group, Error> {
+        let (client, table) = (session.client, session.table);
+        let batch = self.transactional_batch(table, group, session.server_version, durable);
         let mut attempt = 0;
         loop {
-            let outcome = batch::run(client, &sql).await;
+            let outcome = batch::run(client, batch.sql()).await;
             let completed = outcome.completed();
             let Some(error) = outcome.error else {
-                // The check's row tells each migration's duration; rows of the migrations' own
-                // statements are told apart by their position in the batch.
-                let mut statement = 0;
-                let mut durations = Vec::with_capacity(group.len());
-                for message in &outcome.messages {
-                    match message {
-                        SimpleQueryMessage::CommandComplete(_) => statement += 1,
-                        SimpleQueryMessage::Row(row)
-                            if segments.iter().any(|segment| {
-                                segment.first_statement + segment.record_statement == statement
-                            }) =>
-                        {
-                            durations.push(
-                                row.get(0)
-                                    .and_then(|ms| ms.parse::<u64>().ok())
-                                    .unwrap_or(0),
-                            );
-                        }
-                        _ => {}
+                self.unflushed.store(!durable, Ordering::Relaxed);
+                // Each record's row carries its migration's duration.
+                let mut durations = vec![0; group.len()];
+                for (part, row) in batch.rows(&outcome.messages) {
+                    if let Part::Record(index) = part {
+                        durations[index] = row.get(0).and_then(|ms| ms.parse().ok()).unwrap_or(0);
                     }
                 }
-                return Ok(group
-                    .iter()
-                    .zip(durations)
-                    .map(|(migration, duration_ms)| {
-                        Outcome::Applied(Applied {
+                return Ok(Group::Applied(
+                    group
+                        .iter()
+                        .zip(durations)
+                        .map(|(migration, duration_ms)| Applied {
                             version: migration.version(),
                             name: migration.name().to_owned(),
                             duration_ms,
                             no_transaction: false,
                         })
-                    })
-                    .collect());
+                        .collect(),
+                ));
             };
             rollback(client).await;
             // PostgreSQL parses the whole batch before running any of it, so a syntax error
             // completes nothing: its position, not the count, says whose SQL it is in.
-            if let Some(segment) = segments.iter().find(|segment| {
-                error_byte(&error, &sql).is_some_and(|byte| {
-                    byte >= segment.sql_start
-                        && byte < segment.sql_start + segment.migration.up_sql().len()
-                })
-            }) {
-                if completed < segment.first_statement {
-                    let migration = segment.migration;
-                    let line =
-                        error_line(migration.up_sql(), &error, segment.sql_start, &sql, None);
-                    return Err(failure(migration, line, false, Vec::new(), error));
-                }
-            }
-            let Some(segment) = segments
-                .iter()
-                .rev()
-                .find(|segment| completed >= segment.segment_start)
-            else {
-                return Err(Error::db(
-                    "could not start the migration transaction",
-                    error,
-                ));
-            };
-            let migration = segment.migration;
-            let version = migration.version();
-            if Some(completed) == segment.insert_statement {
-                if is_history_conflict(&error, table) {
-                    return Ok(group.iter().map(|_| Outcome::AppliedByOther).collect());
-                }
-                return Err(Error::db(
-                    format!("could not record migration {version} in the history table"),
-                    error,
-                ));
-            }
-            let failed_statement = completed - segment.first_statement;
-            // Right after the migration come the history record and the log INSERT: if they
-            // failed, the migration removed or changed the history or its log, unless another
-            // starter (one behind a pooler, say) recorded the migration first.
-            let record =
-                segment.record_statement..segment.record_statement + segment.record_statements;
-            if record.contains(&failed_statement) {
-                if segment.insert_statement.is_none() && is_history_conflict(&error, table) {
-                    return Ok(group.iter().map(|_| Outcome::AppliedByOther).collect());
-                }
-                return Err(Error::HistoryTampered {
-                    version,
-                    name: migration.name().to_owned(),
-                });
-            }
-            if error.code() == Some(&SqlState::LOCK_NOT_AVAILABLE)
-                && self.config.lock_timeout.is_some()
-                && attempt < self.config.lock_retries
+            let position = error_byte(&error, batch.sql());
+            if let Some(Part::Sql(index)) = position
+                .and_then(|byte| batch.piece_at(byte))
+                .map(|piece| piece.tag)
             {
+                let migration = group[index];
+                let line = error_line(
+                    migration.up_sql(),
+                    &error,
+                    batch_start(&batch, Part::Sql(index)),
+                    batch.sql(),
+                    None,
+                );
+                return Err(failure(migration, line, false, Vec::new(), error));
+            }
+            let Some((piece, within)) = batch.statement(completed) else {
+                return Err(Error::db("a migration batch failed after it ended", error));
+            };
+            let (index, retryable) = match piece.tag {
+                Part::Setup => {
+                    return Err(Error::db(
+                        "could not start the migration transaction",
+                        error,
+                    ))
+                }
+                Part::Reset => return Err(Error::db(
+                    "the migrations were committed, but resetting the session after them failed",
+                    error,
+                )),
+                Part::Insert(index) => {
+                    let migration = group[index];
+                    if is_history_conflict(&error, table) {
+                        return Ok(Group::Conflict);
+                    }
+                    if error.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) {
+                        return Err(Error::RowLockTimeout {
+                            version: migration.version(),
+                            name: migration.name().to_owned(),
+                            waited: self.config.lock_wait,
+                        });
+                    }
+                    return Err(Error::db(
+                        format!(
+                            "could not record migration {} in the history table",
+                            migration.version()
+                        ),
+                        error,
+                    ));
+                }
+                Part::Record(index) => {
+                    let migration = group[index];
+                    if !self.config.transaction_pooler && is_history_conflict(&error, table) {
+                        return Ok(Group::Conflict);
+                    }
+                    if is_history_tampered(&error) {
+                        return Err(Error::HistoryTampered {
+                            version: migration.version(),
+                            name: migration.name().to_owned(),
+                        });
+                    }
+                    (index, true)
+                }
+                Part::Sql(index) | Part::Restore(index) => (index, true),
+                Part::Commit => (group.len() - 1, false),
+            };
+            let migration = group[index];
+            if retryable && self.may_retry(&error, attempt) {
                 attempt += 1;
                 let pause = retry_pause(self.config.lock_retry_delay, attempt);
                 tracing::warn!(
-                    version,
+                    version = migration.version(),
                     name = %migration.name(),
                     attempt,
                     retries = self.config.lock_retries,
                     pause_ms = pause.as_millis() as u64,
-                    "migration hit lock_timeout; rolled back, retrying"
+                    code = error.code().map(SqlState::code),
+                    "migration hit a lock timeout or a deadlock; rolled back, retrying"
                 );
                 tokio::time::sleep(pause).await;
                 continue;
             }
+            if let Part::Record(_) = piece.tag {
+                return Err(Error::db(
+                    format!("migration {} ran, but recording it in the history table failed, so it was rolled back and nothing of it was kept", migration.version()),
+                    error,
+                ));
+            }
+            let statement = matches!(piece.tag, Part::Sql(_)).then_some(within);
             let line = error_line(
                 migration.up_sql(),
                 &error,
-                segment.sql_start,
-                &sql,
-                (failed_statement < segment.statements).then_some(failed_statement),
+                batch_start(&batch, Part::Sql(index)),
+                batch.sql(),
+                statement,
             );
             return Err(failure(migration, line, false, Vec::new(), error));
         }
     }
 
+    /// Whether a transactional batch that failed with `error` may run again: a lock timeout (with
+    /// `lock_timeout` configured) or a deadlock rolled all of it back, and the next try may find
+    /// the lock free.
+    fn may_retry(&self, error: &tokio_postgres::Error, attempt: u32) -> bool {
+        let lock_timeout = error.code() == Some(&SqlState::LOCK_NOT_AVAILABLE)
+            && self.config.lock_timeout.is_some();
+        let deadlock = error.code() == Some(&SqlState::T_R_DEADLOCK_DETECTED);
+        (lock_timeout || deadlock) && attempt < self.config.lock_retries
+    }
+
+    /// Applies a no-transaction migration: its `running` row is committed first, then each
+    /// statement runs on its own, then one transaction records it as applied. `None`: another
+    /// starter (behind a pooler) applied it.
     async fn apply_no_transaction(
         &self,
-        client: &Client,
-        table: &Table,
+        session: &Session<'_>,
         migration: &Migration,
-        server_version: i32,
-    ) -> Result<Outcome, Error> {
+        durable: bool,
+    ) -> Result<Option<Applied>, Error> {
+        let (client, table) = (session.client, session.table);
         let version = migration.version();
         // Committed first: a process that dies mid-way leaves `running`, which the next run
         // refuses, and a second applier behind a pooler sees it instead of running it again.
@@ -841,47 +1026,129 @@ impl<'e> Engine<'e> {
                 .map_err(|e| Error::db("could not set the migration's timeouts", e))?;
         }
         let started = Instant::now();
-        let sql = migration.up_sql();
-        let failed = run_statements(client, sql).await.err();
+        let failed = run_statements(client, migration.up_sql()).await.err();
         let duration_ms = elapsed_ms(started);
-        let reset = self.session_reset_sql(server_version);
-        let reset = if pooler { String::new() } else { reset };
-        match failed {
-            None => {
-                // The reset comes first, so the migration's own session settings (e.g.
-                // `default_transaction_read_only`, a tiny `statement_timeout`) cannot stop its
-                // recording; READ WRITE for the same reason behind a pooler, where there is none.
-                let done = format!(
-                    "{reset}BEGIN READ WRITE;\nUPDATE {} SET state = 'applied', execution_time_ms = {duration_ms} WHERE version = {version};\n{}COMMIT;",
-                    table.qualified,
-                    history::log_sql(table, version, Action::Apply, self.host, &duration_ms.to_string(), None),
-                );
-                client.batch_execute(&done).await.map_err(|e| {
-                    Error::db(
-                        format!("migration {version} ran, but could not be recorded as applied (it is recorded as running; check, then run repair for version {version} (`Migrator::repair`))"),
-                        e,
-                    )
-                })?;
-                Ok(Outcome::Applied(Applied {
-                    version,
-                    name: migration.name().to_owned(),
-                    duration_ms,
-                    no_transaction: true,
-                }))
-            }
-            Some((line, error)) => Err(self
+        let reset = if pooler {
+            String::new()
+        } else {
+            self.session_reset_sql(session.server_version)
+        };
+        if let Some(failed) = failed {
+            return Err(self
                 .record_failure(
                     client,
                     table,
                     &reset,
                     migration,
-                    (line, error),
+                    failed,
                     duration_ms,
                     true,
                     "",
                 )
-                .await),
+                .await);
         }
+        let batch = self.closing_batch(session, migration, &reset, duration_ms, durable);
+        let outcome = batch::run(client, batch.sql()).await;
+        let completed = outcome.completed();
+        let Some(error) = outcome.error else {
+            self.unflushed.store(!durable, Ordering::Relaxed);
+            return Ok(Some(Applied {
+                version,
+                name: migration.name().to_owned(),
+                duration_ms,
+                no_transaction: true,
+            }));
+        };
+        rollback(client).await;
+        let division_by_zero = error.code() == Some(&SqlState::DIVISION_BY_ZERO);
+        match batch.statement(completed).map(|(piece, _)| piece.tag) {
+            // The row is gone, or no longer `running`: a repair ran meanwhile (behind a pooler,
+            // it takes no lock). Reporting the migration applied would leave no row, and the
+            // next start would apply it again.
+            Some(Closing::Record) if division_by_zero => {
+                let message = "ran to its end, but its `running` history row was removed while it ran";
+                let sql = format!(
+                    "BEGIN READ WRITE;\n\
+                     INSERT INTO {} (version, name, checksum, state, applied_by, down_sql, error, execution_time_ms) \
+                     VALUES ({version}, {}, {}, 'failed', current_user, {}, {}, {duration_ms}) ON CONFLICT (version) DO NOTHING;\n\
+                     {}COMMIT;",
+                    table.qualified,
+                    literal(migration.name()),
+                    literal(migration.checksum()),
+                    literal_opt(migration.down_sql()),
+                    literal(message),
+                    history::log_sql(table, version, Action::Fail, self.host, &duration_ms.to_string(), Some(message)),
+                );
+                if let Err(error) = client.batch_execute(&sql).await {
+                    tracing::error!(version, %error, "could not record the migration as failed");
+                }
+                self.unflushed.store(true, Ordering::Relaxed);
+                Err(Error::RecordRemoved {
+                    version,
+                    name: migration.name().to_owned(),
+                })
+            }
+            Some(Closing::LockCheck) if division_by_zero => {
+                let message = "released the migration lock";
+                if let Err(error) = self
+                    .mark_failed(client, table, "", version, message, message, duration_ms, true)
+                    .await
+                {
+                    tracing::error!(version, %error, "could not record the migration as failed");
+                }
+                self.unflushed.store(true, Ordering::Relaxed);
+                Err(Error::LockReleased {
+                    version,
+                    name: migration.name().to_owned(),
+                })
+            }
+            _ => Err(Error::db(
+                format!("migration {version} ran, but could not be recorded as applied (it is recorded as running; check, then run repair for version {version} (`Migrator::repair`))"),
+                error,
+            )),
+        }
+    }
+
+    /// The batch that records a no-transaction migration that ran: the session reset first, so
+    /// the migration's own settings (e.g. `default_transaction_read_only`, a tiny
+    /// `statement_timeout`) cannot stop its recording (READ WRITE for the same reason behind a
+    /// pooler, where there is no reset); then `running` becomes `applied` only if the row is
+    /// still `running`, and, under the session lock, a check that the migration did not release
+    /// it (`1 / count(*)` fails for each).
+    fn closing_batch(
+        &self,
+        session: &Session<'_>,
+        migration: &Migration,
+        reset: &str,
+        duration_ms: u64,
+        durable: bool,
+    ) -> Batch<Closing> {
+        let table = session.table;
+        let version = migration.version();
+        let mut batch = Batch::new();
+        batch.push(Closing::Reset, reset);
+        batch.push(Closing::Begin, "BEGIN READ WRITE;\n");
+        batch.push(
+            Closing::Record,
+            &format!(
+                "WITH done AS (UPDATE {} SET state = 'applied', execution_time_ms = {duration_ms} \
+                 WHERE version = {version} AND state = 'running' RETURNING 1) SELECT 1 / count(*) FROM done;\n{}",
+                table.qualified,
+                history::log_sql(table, version, Action::Apply, self.host, &duration_ms.to_string(), None),
+            ),
+        );
+        if session.holds_lock {
+            batch.push(Closing::LockCheck, &lock::held_check_sql(table));
+        }
+        batch.push(
+            Closing::Commit,
+            if durable {
+                "SET LOCAL synchronous_commit = on;\nCOMMIT;"
+            } else {
+                "SET LOCAL synchronous_commit = off;\nCOMMIT;"
+            },
+        );
+        batch
     }
 
     /// After a no-transaction script (an up, or a down) failed at `line`: ends any failed
@@ -905,6 +1172,41 @@ impl<'e> Engine<'e> {
         rollback(client).await;
         let invalid_indexes = invalid_indexes(client).await;
         let message = describe(&error);
+        let failed = failure(migration, Some(line), true, invalid_indexes, error);
+        let stored = format!("{note}{message}");
+        if let Err(record_error) = self
+            .mark_failed(
+                client,
+                table,
+                reset,
+                version,
+                &stored,
+                &message,
+                duration_ms,
+                record_duration,
+            )
+            .await
+        {
+            tracing::error!(version, error = %record_error, "could not record the failure; the migration stays recorded as running");
+            return failed.not_recorded();
+        }
+        self.unflushed.store(true, Ordering::Relaxed);
+        failed
+    }
+
+    /// Marks a `running` migration `failed` with `stored` as its error, and logs `logged`.
+    #[allow(clippy::too_many_arguments)]
+    async fn mark_failed(
+        &self,
+        client: &Client,
+        table: &Table,
+        reset: &str,
+        version: i64,
+        stored: &str,
+        logged: &str,
+        duration_ms: u64,
+        record_duration: bool,
+    ) -> Result<(), tokio_postgres::Error> {
         let set_duration = if record_duration {
             format!(", execution_time_ms = {duration_ms}")
         } else {
@@ -913,25 +1215,21 @@ impl<'e> Engine<'e> {
         let record = format!(
             "{reset}BEGIN READ WRITE;\nUPDATE {} SET state = 'failed'{set_duration}, error = {} WHERE version = {version};\n{}COMMIT;",
             table.qualified,
-            literal(&format!("{note}{message}")),
-            history::log_sql(table, version, Action::Fail, self.host, &duration_ms.to_string(), Some(&message)),
+            literal(stored),
+            history::log_sql(table, version, Action::Fail, self.host, &duration_ms.to_string(), Some(logged)),
         );
-        let failed = failure(migration, Some(line), true, invalid_indexes, error);
-        if let Err(record_error) = client.batch_execute(&record).await {
-            tracing::error!(version, error = %record_error, "could not record the failure; the migration stays recorded as running");
-            return failed.not_recorded();
-        }
-        failed
+        client.batch_execute(&record).await
     }
 
     /// Behind a transaction pooler another starter may be running this no-transaction migration:
-    /// wait for it to finish rather than running it twice or skipping ahead of it.
+    /// wait for it to finish rather than running it twice or skipping ahead of it. `None` when
+    /// it was applied.
     async fn wait_for_other(
         &self,
         client: &Client,
         table: &Table,
         migration: &Migration,
-    ) -> Result<Outcome, Error> {
+    ) -> Result<Option<Applied>, Error> {
         let version = migration.version();
         let started = Instant::now();
         let sql = format!(
@@ -950,7 +1248,7 @@ impl<'e> Engine<'e> {
                 _ => None,
             });
             match row {
-                Some((state, _)) if state == "applied" => return Ok(Outcome::AppliedByOther),
+                Some((state, _)) if state == "applied" => return Ok(None),
                 Some((state, error)) if state == "failed" => {
                     return Err(Error::Failed {
                         version,
@@ -959,15 +1257,41 @@ impl<'e> Engine<'e> {
                     })
                 }
                 _ if started.elapsed() >= self.config.lock_wait => {
-                    return Err(Error::Running {
+                    return Err(Error::StillRunning {
                         version,
                         name: migration.name().to_owned(),
+                        waited: started.elapsed(),
                     })
                 }
                 _ => tokio::time::sleep(Duration::from_millis(100)).await,
             }
         }
     }
+}
+
+/// What is pending, in order, and what is worth a warning.
+struct Pending<'e> {
+    migrations: Vec<&'e Migration>,
+    warnings: Vec<String>,
+}
+
+fn record(report: &mut Report, applied: Applied) {
+    tracing::info!(
+        version = applied.version,
+        name = %applied.name,
+        duration_ms = applied.duration_ms,
+        "applied migration"
+    );
+    report.applied.push(applied);
+}
+
+/// Where a piece's text starts in its batch.
+fn batch_start<T: Copy + PartialEq>(batch: &Batch<T>, tag: T) -> usize {
+    batch
+        .pieces()
+        .iter()
+        .find(|piece| piece.tag == tag)
+        .map_or(0, |piece| piece.bytes.start)
 }
 
 /// Runs a no-transaction script statement by statement (each its own implicit transaction, as
@@ -990,30 +1314,6 @@ pub(crate) async fn run_statements(
         }
     }
     Ok(())
-}
-
-/// Whether `sql` may change session settings that the runner's own statements depend on or
-/// that would reach the next migration (`SET`, `RESET`, `set_config`, a role, a search_path, a
-/// timeout, also inside dynamic SQL). A false positive only costs a few statements.
-pub(crate) fn may_change_session(sql: &str) -> bool {
-    let lower = sql.to_ascii_lowercase();
-    [
-        "set_config",
-        "set role",
-        "set session",
-        "set local",
-        "search_path",
-        "_timeout",
-        "read_only",
-    ]
-    .iter()
-    .any(|word| lower.contains(word))
-        || lexer::split(sql).iter().any(|statement| {
-            matches!(
-                statement.keywords(1).first().map(String::as_str),
-                Some("SET" | "RESET")
-            )
-        })
 }
 
 /// The messages of a batch's first statement (its row and its completion) and the rest.
@@ -1088,6 +1388,29 @@ fn is_history_conflict(error: &tokio_postgres::Error, table: &Table) -> bool {
             && db.schema() == Some(table.schema.as_str())
             && db.table() == Some(table.name.as_str())
     })
+}
+
+/// The migration dropped or changed the history table or its log, so its record failed:
+/// a table or column gone, or (behind a pooler) the row inserted first gone (`1 / count(*)`).
+fn is_history_tampered(error: &tokio_postgres::Error) -> bool {
+    matches!(
+        error.code(),
+        Some(&SqlState::UNDEFINED_TABLE)
+            | Some(&SqlState::UNDEFINED_COLUMN)
+            | Some(&SqlState::INVALID_SCHEMA_NAME)
+            | Some(&SqlState::DIVISION_BY_ZERO)
+    )
+}
+
+/// Two starters created the history table (or its schema) at once: possible only where the
+/// advisory lock does not lock.
+fn is_creation_race(error: &tokio_postgres::Error) -> bool {
+    matches!(
+        error.code(),
+        Some(&SqlState::DUPLICATE_TABLE)
+            | Some(&SqlState::DUPLICATE_SCHEMA)
+            | Some(&SqlState::UNIQUE_VIOLATION)
+    )
 }
 
 /// The line of the migration file an error points at: PostgreSQL's position when it gives one

@@ -151,6 +151,74 @@ pub enum Error {
         /// The version asked for.
         version: i64,
     },
+    /// Behind a transaction pooler, a no-transaction migration recorded as `running` did not
+    /// finish within the lock-wait timeout. Without a session lock a live applier cannot be told
+    /// from a dead one: it may still be in progress.
+    StillRunning {
+        /// The migration's version.
+        version: i64,
+        /// Its name.
+        name: String,
+        /// How long the runner waited for it.
+        waited: Duration,
+    },
+    /// Behind a transaction pooler, another starter's transaction held a migration's history row
+    /// for longer than the lock-wait timeout (that row is the pooler's stand-in for the lock).
+    RowLockTimeout {
+        /// The migration's version.
+        version: i64,
+        /// Its name.
+        name: String,
+        /// How long the runner waited.
+        waited: Duration,
+    },
+    /// A no-transaction migration ran to its end, but its `running` history row was removed
+    /// while it ran (a repair meanwhile?). It is now recorded as `failed`, not as applied.
+    RecordRemoved {
+        /// The migration's version.
+        version: i64,
+        /// Its name.
+        name: String,
+    },
+    /// Behind a transaction pooler, a pending no-transaction migration changes session state,
+    /// which would leak to the pooler's other clients. Nothing was applied.
+    SessionStateBehindPooler {
+        /// The migration's version.
+        version: i64,
+        /// Its name.
+        name: String,
+        /// Its file, relative to the migrations directory.
+        file: String,
+        /// The line of the statement in the file.
+        line: u32,
+        /// The statement's shape: `SET`, `RESET`, `SET ROLE`, `SET SESSION AUTHORIZATION`, ...
+        statement: &'static str,
+    },
+    /// A migration released the migration lock (so another starter may have run at the same
+    /// time). It is recorded as `failed`.
+    LockReleased {
+        /// The migration's version.
+        version: i64,
+        /// Its name.
+        name: String,
+    },
+    /// The history table has no primary key or unique index on `version`, the key that keeps a
+    /// migration from being recorded (and applied) twice. It was left untouched.
+    HistoryWithoutKey {
+        /// The qualified table name.
+        table: String,
+    },
+    /// The history table is partitioned. It was left untouched.
+    PartitionedHistory {
+        /// The qualified table name.
+        table: String,
+    },
+    /// The server's advisory locks do not exclude a second session (a stub that always
+    /// succeeds), so the migration lock would not keep two starters apart. Nothing was applied.
+    AdvisoryLocksIneffective {
+        /// What the server says it is (`version()`).
+        server: String,
+    },
 }
 
 /// Details of a migration whose SQL failed.
@@ -222,6 +290,9 @@ impl Error {
             | Error::OutOfOrder { .. }
             | Error::Load(_) => 4,
             Error::Irreversible { .. } | Error::GroupedNoTransaction { .. } => 4,
+            Error::StillRunning { .. } | Error::SessionStateBehindPooler { .. } => 4,
+            Error::RowLockTimeout { .. } => 5,
+            Error::RecordRemoved { .. } | Error::LockReleased { .. } => 6,
             _ => 1,
         }
     }
@@ -374,6 +445,40 @@ impl fmt::Display for Error {
             Error::UnknownTarget { version } => write!(
                 f,
                 "target version {version} is not one of the known migrations"
+            ),
+            Error::StillRunning { version, name, waited } => write!(
+                f,
+                "migration {version} `{name}` is recorded as running and did not finish within {:.1}s; behind a transaction pooler no session lock tells a live applier from a dead one, so it may still be in progress: look for its statement in pg_stat_activity (`SELECT pid, state, query_start, query FROM pg_stat_activity WHERE state <> 'idle'`); only when it runs nowhere, check what it left behind (e.g. INVALID indexes), then run repair for version {version} (`Migrator::repair`)",
+                waited.as_secs_f64()
+            ),
+            Error::RowLockTimeout { version, name, waited } => write!(
+                f,
+                "gave up after {:.1}s waiting for another starter's transaction applying migration {version} `{name}` (behind a transaction pooler its history row stands in for the lock); look for that transaction in pg_stat_activity, or wait longer (`lock_wait_timeout`)",
+                waited.as_secs_f64()
+            ),
+            Error::RecordRemoved { version, name } => write!(
+                f,
+                "migration {version} `{name}` ran to its end outside a transaction, but its `running` history row was removed while it ran (a repair meanwhile?), so it is not recorded as applied; it is now recorded as failed: check what it did, undo it if the next run should apply it again, then run repair for version {version} (`Migrator::repair`)"
+            ),
+            Error::SessionStateBehindPooler { version, name, file, line, statement } => write!(
+                f,
+                "migration {version} `{name}` runs outside a transaction and changes session state (`{statement}` at {file} line {line}); behind a transaction pooler each of its statements may run on another server connection, so the change would leak to the pooler's other clients and could not be undone; nothing was applied: set it for the role instead (`ALTER ROLE ... SET ...`), or apply this migration over a direct connection (without `.transaction_pooler(true)`)"
+            ),
+            Error::LockReleased { version, name } => write!(
+                f,
+                "migration {version} `{name}` released the migration lock (`pg_advisory_unlock` of its key, `pg_advisory_unlock_all()` or `DISCARD ALL`), so another starter may have run at the same time; it is recorded as failed: remove that statement from the file, check the database, then run repair for version {version} (`Migrator::repair`)"
+            ),
+            Error::HistoryWithoutKey { table } => write!(
+                f,
+                "history table {table} has no primary key or unique index on `version`, which keeps a migration from being recorded (and applied) twice; it was left untouched: add one (`ALTER TABLE {table} ADD PRIMARY KEY (version)`)"
+            ),
+            Error::PartitionedHistory { table } => write!(
+                f,
+                "history table {table} is partitioned, which this runner does not support (the one-row check reads one table); it was left untouched: use a plain table, or choose another history table name"
+            ),
+            Error::AdvisoryLocksIneffective { server } => write!(
+                f,
+                "the server's advisory locks do not exclude other sessions: a second session took the migration lock while this one held it ({server}); two starters could apply a migration twice here, so nothing was applied: use `.transaction_pooler(true)` (`--transaction-pooler`), where exactly-once rests on the history table's primary key instead of the lock"
             ),
         }
     }

@@ -153,8 +153,14 @@ const PYBMPMON_COLUMNS: [&str; 5] = [
 
 /// Looks at the table's columns in the catalog.
 pub(crate) async fn inspect(client: &Client, table: &Table) -> Result<Shape, Error> {
+    // The key: a primary key or unique index whose only key column is `version`, on all rows
+    // (not partial), on the column itself (not an expression), and usable (valid).
     let sql = format!(
-        "SELECT a.attname, format_type(a.atttypid, a.atttypmod), c.relkind \
+        "SELECT a.attname, format_type(a.atttypid, a.atttypmod), c.relkind, \
+         EXISTS (SELECT 1 FROM pg_catalog.pg_index i JOIN pg_catalog.pg_attribute k \
+                 ON k.attrelid = i.indrelid AND k.attnum = i.indkey[0] AND k.attname = 'version' \
+                 WHERE i.indrelid = c.oid AND i.indisunique AND i.indisvalid AND i.indnkeyatts = 1 \
+                 AND i.indpred IS NULL AND i.indexprs IS NULL) \
          FROM pg_catalog.pg_class c \
          JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
          LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
@@ -168,9 +174,11 @@ pub(crate) async fn inspect(client: &Client, table: &Table) -> Result<Shape, Err
         .map_err(|e| Error::db(format!("could not inspect {}", table.display()), e))?;
     let mut columns: Vec<(String, String)> = Vec::new();
     let mut relkind = None;
+    let mut keyed = false;
     for message in &messages {
         if let SimpleQueryMessage::Row(row) = message {
             relkind = row.get(2).map(str::to_owned);
+            keyed = row.get(3) == Some("t");
             if let (Some(name), Some(kind)) = (row.get(0), row.get(1)) {
                 columns.push((name.to_owned(), kind.to_owned()));
             }
@@ -187,15 +195,32 @@ pub(crate) async fn inspect(client: &Client, table: &Table) -> Result<Shape, Err
     let version_is_integer = version_type == Some("integer");
     let numeric_version = matches!(version_type, Some("integer" | "bigint"));
     if (relkind == "r" || relkind == "p") && numeric_version {
-        if OUR_COLUMNS.iter().all(|column| has(column)) {
-            return Ok(Shape::Ours { version_is_integer });
-        }
-        // Only a table that has none of our own columns yet is adopted: a half-ours table is
-        // something else, and adding to it could hide a real problem.
-        if PYBMPMON_COLUMNS.iter().all(|column| has(column))
+        let shape = if OUR_COLUMNS.iter().all(|column| has(column)) {
+            Some(Shape::Ours { version_is_integer })
+        } else if PYBMPMON_COLUMNS.iter().all(|column| has(column))
             && !OUR_COLUMNS[5..].iter().any(|column| has(column))
         {
-            return Ok(Shape::Pybmpmon);
+            // Only a table that has none of our own columns yet is adopted: a half-ours table is
+            // something else, and adding to it could hide a real problem.
+            Some(Shape::Pybmpmon)
+        } else {
+            None
+        };
+        if let Some(shape) = shape {
+            // Behind a pooler the key on `version` is all that keeps a migration from being
+            // applied twice; a partitioned table's rows carry their partitions' tableoids,
+            // which the one-row check never matches.
+            if relkind == "p" {
+                return Err(Error::PartitionedHistory {
+                    table: table.display(),
+                });
+            }
+            if !keyed {
+                return Err(Error::HistoryWithoutKey {
+                    table: table.display(),
+                });
+            }
+            return Ok(shape);
         }
     }
     let found = if columns.is_empty() {

@@ -20,6 +20,7 @@ mod operate;
 mod redo;
 mod report;
 mod script;
+mod session;
 mod status;
 mod validate;
 

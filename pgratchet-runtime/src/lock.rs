@@ -86,6 +86,15 @@ pub(crate) async fn acquire_unless_up_to_date(
     poll(client, table, wait, Some(engine)).await
 }
 
+/// The first pause between two tries of a lock.
+pub(crate) const FIRST_PAUSE: Duration = Duration::from_millis(10);
+
+/// The pause after `pause`: quick at first, so a crowd of starters lines up fast; then gentle on
+/// the server.
+pub(crate) fn next_pause(pause: Duration) -> Duration {
+    (pause * 2).min(Duration::from_millis(200))
+}
+
 async fn poll(
     client: &Client,
     table: &Table,
@@ -95,7 +104,7 @@ async fn poll(
     let key = key(table);
     let started = Instant::now();
     let mut last_report = started;
-    let mut pause = Duration::from_millis(10);
+    let mut pause = FIRST_PAUSE;
     let try_sql = format!("SELECT pg_try_advisory_lock({key})");
     loop {
         let messages = client
@@ -138,9 +147,95 @@ async fn poll(
             }
         }
         tokio::time::sleep(pause.min(wait.timeout.saturating_sub(waited))).await;
-        // Quick at first, so a crowd of starters lines up fast; then gentle on the server.
-        pause = (pause * 2).min(Duration::from_millis(200));
+        pause = next_pause(pause);
     }
+}
+
+/// The lock key as `pg_locks` shows it: a bigint advisory key is stored as two 32-bit halves
+/// (`classid`, `objid`), with `objsubid` 1.
+fn halves(key: i64) -> (u32, u32) {
+    ((key >> 32) as u32, key as u32)
+}
+
+/// Checks, once the session lock is held, that it keeps other sessions out. Some engines that
+/// speak PostgreSQL's protocol answer the advisory-lock functions without locking (CockroachDB's
+/// stubs returned true for years; YugabyteDB could silence its "not supported" error), and a
+/// runner that trusts them applies migrations twice. Two checks: this session's lock must show
+/// in `pg_locks`, and, when a pool can open one, a second, new session must fail to take it.
+///
+/// The lock functions are called unqualified, like every lock call of the runner: a test
+/// shadows them for a whole database through its search_path to emulate such an engine.
+pub(crate) async fn verify_exclusive(
+    client: &Client,
+    table: &Table,
+    pool: Option<&deadpool_postgres::Pool>,
+) -> Result<(), Error> {
+    let key = key(table);
+    let (high, low) = halves(key);
+    let sql = format!(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_locks WHERE locktype = 'advisory' AND granted \
+         AND pid = pg_catalog.pg_backend_pid() AND classid = {high} AND objid = {low} AND objsubid = 1), version()"
+    );
+    let messages = client
+        .simple_query(&sql)
+        .await
+        .map_err(|e| Error::db("could not check the migration lock", e))?;
+    let (held, server) = first_two(&messages);
+    if held.as_deref() != Some("t") {
+        return Err(Error::AdvisoryLocksIneffective {
+            server: server.unwrap_or_default(),
+        });
+    }
+    let Some(pool) = pool else {
+        return Ok(());
+    };
+    // A brand-new session, outside the pool's accounting (whatever the pool's size and load),
+    // closed right after: if the engine's lock did not lock, what it "took" ends with it.
+    let second = match deadpool::managed::Manager::create(pool.manager()).await {
+        Ok(second) => second,
+        Err(error) => {
+            tracing::warn!(%error, "could not open a second connection to check that the migration lock excludes other sessions; going on with this session's check only");
+            return Ok(());
+        }
+    };
+    let messages = second
+        .simple_query(&format!("SELECT pg_try_advisory_lock({key}), version()"))
+        .await
+        .map_err(|e| {
+            Error::db(
+                "could not check the migration lock from a second session",
+                e,
+            )
+        })?;
+    match first_two(&messages) {
+        (Some(taken), server) if taken == "t" => Err(Error::AdvisoryLocksIneffective {
+            server: server.unwrap_or_default(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// A statement that fails (division by zero) unless this session holds the migration lock: run
+/// after a migration that might have released it.
+pub(crate) fn held_check_sql(table: &Table) -> String {
+    let (high, low) = halves(key(table));
+    format!(
+        "SELECT 1 / count(*) FROM pg_catalog.pg_locks WHERE locktype = 'advisory' AND granted \
+         AND pid = pg_catalog.pg_backend_pid() AND classid = {high} AND objid = {low} AND objsubid = 1;\n"
+    )
+}
+
+/// The first two columns of the first row, if any.
+fn first_two(messages: &[SimpleQueryMessage]) -> (Option<String>, Option<String>) {
+    messages
+        .iter()
+        .find_map(|message| match message {
+            SimpleQueryMessage::Row(row) => {
+                Some((row.get(0).map(str::to_owned), row.get(1).map(str::to_owned)))
+            }
+            _ => None,
+        })
+        .unwrap_or_default()
 }
 
 /// Releases the session lock (the connection is closed afterwards anyway).
@@ -154,9 +249,7 @@ pub(crate) async fn release(client: &Client, table: &Table) -> Result<(), Error>
 
 /// Who holds the lock, from `pg_locks` and `pg_stat_activity`.
 pub(crate) async fn holder(client: &Client, key: i64) -> Result<Option<LockHolder>, Error> {
-    // A bigint advisory key is stored as two 32-bit halves, objsubid 1.
-    let high = (key >> 32) as u32;
-    let low = key as u32;
+    let (high, low) = halves(key);
     let sql = format!(
         "SELECT a.pid, coalesce(a.application_name, ''), a.state, a.xact_start::text, a.backend_start::text, a.query \
          FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid \
@@ -194,6 +287,24 @@ mod tests {
 
     /// Every release of every binary that migrates one database must derive the same key: this
     /// value may never change (compare `sha256sum` of `pgratchet:public.schema_migrations`).
+    #[test]
+    fn pauses_grow_to_a_ceiling() {
+        let mut pause = FIRST_PAUSE;
+        let mut seen = vec![pause];
+        for _ in 0..6 {
+            pause = next_pause(pause);
+            seen.push(pause);
+        }
+        let ms: Vec<u128> = seen.iter().map(Duration::as_millis).collect();
+        assert_eq!(ms, [10, 20, 40, 80, 160, 200, 200]);
+    }
+
+    #[test]
+    fn key_halves_are_what_pg_locks_shows() {
+        assert_eq!(halves(-1), (u32::MAX, u32::MAX));
+        assert_eq!(halves(0x1234_5678_9abc_def0), (0x1234_5678, 0x9abc_def0));
+    }
+
     #[test]
     fn the_lock_key_is_pinned() {
         assert_eq!(

@@ -7,10 +7,12 @@
 mod apply;
 mod concurrency;
 mod connect;
+mod durability;
 mod failures;
 mod lock;
 mod operate;
 mod policies;
+mod pooler;
 mod reliability;
 mod support;
 mod tables;

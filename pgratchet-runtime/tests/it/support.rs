@@ -198,3 +198,41 @@ pub async fn holder_running(client: &Client, marker: &str) -> i32 {
         .parse()
         .expect("a pid")
 }
+
+/// A throwaway PgBouncer in transaction mode in front of the shared cluster.
+pub fn transaction_pooler() -> pg_harness::Bouncer {
+    pg_harness::Cluster::shared()
+        .pgbouncer(pg_harness::PoolMode::Transaction)
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Creates table `gate` and holds `ACCESS EXCLUSIVE` on it from a session of its own, so a
+/// migration that touches `gate` blocks until [`open_gate`]. Returns that session.
+pub async fn closed_gate(db: &pg_harness::TestDb) -> Client {
+    let keeper = db.client().await;
+    // Two batches: statements before a `BEGIN` in one batch join its transaction.
+    keeper
+        .batch_execute("CREATE TABLE IF NOT EXISTS gate (id int)")
+        .await
+        .expect("create the gate");
+    keeper
+        .batch_execute("BEGIN; LOCK TABLE gate IN ACCESS EXCLUSIVE MODE;")
+        .await
+        .expect("close the gate");
+    keeper
+}
+
+/// Lets every session waiting on `gate` go on.
+pub async fn open_gate(keeper: &Client) {
+    keeper.batch_execute("COMMIT").await.expect("open the gate");
+}
+
+/// Waits until at least `count` sessions of this database wait for a lock (a table, a row, a
+/// transaction), so a test knows its starters reached the point it means to test.
+pub async fn lock_waiters(client: &Client, count: usize) {
+    let sql = format!(
+        "SELECT 1 WHERE (SELECT count(*) FROM pg_stat_activity \
+         WHERE datname = current_database() AND wait_event_type = 'Lock') >= {count}"
+    );
+    wait_for(client, &sql, Duration::from_secs(20)).await;
+}

@@ -290,3 +290,91 @@ async fn names_that_need_quoting() {
     );
     assert!(!exists(&client, &format!("public.{too_long}")).await);
 }
+
+/// Our columns (or pybmpmon's) but no key on `version`: behind a pooler that key is the only
+/// thing between a migration and a second application, so such a table is refused, untouched,
+/// with the statement that fixes it; a unique index does as well as a primary key.
+#[tokio::test]
+async fn a_history_table_without_a_key_on_version_is_refused() {
+    let ours_without_key = "CREATE TABLE schema_migrations (version bigint NOT NULL, \
+         name text NOT NULL, checksum text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now(), \
+         execution_time_ms integer NOT NULL DEFAULT 0, state text NOT NULL DEFAULT 'applied', \
+         applied_by text, down_sql text, error text)";
+    let pybmpmon_without_key = PYBMPMON.replace("INTEGER PRIMARY KEY", "INTEGER NOT NULL");
+    // A unique index on an expression, or a partial one, does not keep versions unique either.
+    let expression_index =
+        format!("{ours_without_key}; CREATE UNIQUE INDEX ON schema_migrations ((version + 0))");
+    let partial_index = format!(
+        "{ours_without_key}; CREATE UNIQUE INDEX ON schema_migrations (version) WHERE state = 'applied'"
+    );
+    for (label, ddl) in [
+        ("ours", ours_without_key.to_owned()),
+        ("pybmpmon", pybmpmon_without_key),
+        ("expression", expression_index),
+        ("partial", partial_index),
+    ] {
+        let db = test_db(&format!("keyless {label}")).await;
+        let client = db.client().await;
+        client.batch_execute(&ddl).await.expect("keyless table");
+        let before = catalog(&client).await;
+        let migrations = set(&[(1, "a", "CREATE TABLE a (id int);")]);
+        for pooler in [false, true] {
+            let error = Migrator::new(&migrations)
+                .transaction_pooler(pooler)
+                .run(&db.pool(1))
+                .await
+                .expect_err("refused");
+            assert!(
+                matches!(&error, Error::HistoryWithoutKey { table } if table == "public.schema_migrations"),
+                "{label}: {error:?}"
+            );
+            assert!(
+                error
+                    .to_string()
+                    .contains("ALTER TABLE public.schema_migrations ADD PRIMARY KEY (version)"),
+                "{error}"
+            );
+            assert_eq!(catalog(&client).await, before, "{label}: untouched");
+        }
+    }
+
+    // A plain unique index on `version` keeps it unique: adopted.
+    let db = test_db("keyless unique index").await;
+    let client = db.client().await;
+    client
+        .batch_execute(&format!(
+            "{ours_without_key}; CREATE UNIQUE INDEX ON schema_migrations (version)"
+        ))
+        .await
+        .expect("table with a unique index");
+    let migrations = set(&[(1, "a", "CREATE TABLE a (id int);")]);
+    let report = migrations.run(&db.pool(1)).await.expect("adopted");
+    assert_eq!(applied(&report), vec![1]);
+}
+
+/// A partitioned history table would make the one-row fast path never match (each row's
+/// tableoid is its partition's): refused.
+#[tokio::test]
+async fn a_partitioned_history_table_is_refused() {
+    let db = test_db("partitioned history").await;
+    let client = db.client().await;
+    client
+        .batch_execute(
+            "CREATE TABLE schema_migrations (version bigint PRIMARY KEY, \
+             name text NOT NULL, checksum text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now(), \
+             execution_time_ms integer NOT NULL DEFAULT 0, state text NOT NULL DEFAULT 'applied', \
+             applied_by text, down_sql text, error text) PARTITION BY RANGE (version); \
+             CREATE TABLE schema_migrations_all PARTITION OF schema_migrations DEFAULT;",
+        )
+        .await
+        .expect("partitioned table");
+    let before = catalog(&client).await;
+    let migrations = set(&[(1, "a", "CREATE TABLE a (id int);")]);
+    let error = migrations.run(&db.pool(1)).await.expect_err("refused");
+    assert!(
+        matches!(&error, Error::PartitionedHistory { table } if table == "public.schema_migrations"),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("partitioned"), "{error}");
+    assert_eq!(catalog(&client).await, before);
+}
