@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use pgratchet_core::lexer;
+use pgratchet_core::{lexer, transaction};
 use tokio_postgres::error::{ErrorPosition, SqlState};
 use tokio_postgres::{Client, SimpleQueryMessage};
 
@@ -11,10 +11,10 @@ use crate::batch::{self, Batch};
 use crate::connection::Connection;
 use crate::error::MigrationFailure;
 use crate::fingerprint;
-use crate::history::{self, Action, Row, Shape, Table};
+use crate::history::{self, Action, Creation, Row, Shape, Table};
 use crate::ident::{literal, literal_opt, validate};
 use crate::lock;
-use crate::session::{may_change_session, pooler_leak};
+use crate::session::{may_change_session, pooler_leak, Setup, Snapshot};
 use crate::status::{judge, merge};
 use crate::{
     Applied, Error, HookContext, HookPoint, Migration, Migrator, Planned, Report, State, Status,
@@ -43,10 +43,11 @@ pub(crate) struct FirstRead {
 pub(crate) struct Locked {
     connection: Connection,
     table: Table,
-    server_version: i32,
     holds_lock: bool,
     /// The pool the connection came from, which can open a second session to check the lock.
     pool: Option<deadpool_postgres::Pool>,
+    /// How to put the session back after a migration.
+    setup: Setup,
 }
 
 impl Locked {
@@ -54,8 +55,8 @@ impl Locked {
         Session {
             client: &self.connection,
             table: &self.table,
-            server_version: self.server_version,
             holds_lock: self.holds_lock,
+            setup: &self.setup,
         }
     }
 
@@ -63,7 +64,11 @@ impl Locked {
     /// dropped (closed), which releases it too.
     pub(crate) async fn release<T>(self, result: Result<T, Error>) -> Result<T, Error> {
         if self.holds_lock && result.is_ok() {
-            lock::release(&self.connection, &self.table).await?;
+            // The connection is closed right after, which releases the lock anyway: a failed
+            // unlock must not turn a run that did its work into an error and lose its report.
+            if let Err(error) = lock::release(&self.connection, &self.table).await {
+                tracing::warn!(%error, "could not release the migration lock; closing the connection releases it");
+            }
         }
         result
     }
@@ -74,9 +79,17 @@ impl Locked {
 pub(crate) struct Session<'s> {
     pub(crate) client: &'s Client,
     pub(crate) table: &'s Table,
-    pub(crate) server_version: i32,
     /// Whether the session holds the migration lock (not behind a transaction pooler).
     pub(crate) holds_lock: bool,
+    /// How to put the session back after a migration.
+    pub(crate) setup: &'s Setup,
+}
+
+/// The parts of the batch that prepares the runner's session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Probe {
+    Snapshot,
+    CheckInterval,
 }
 
 /// The parts of a transactional batch; a migration's parts carry its index in the group.
@@ -351,14 +364,15 @@ impl<'e> Engine<'e> {
     async fn prepare(&self, connection: Connection, first: &FirstRead) -> Result<Locked, Error> {
         let pool = connection.pool();
         let connection = connection.take();
-        self.configure_session(&connection, first.server_version)
+        let setup = self
+            .configure_session(&connection, first.server_version)
             .await?;
         Ok(Locked {
             connection,
             table: Table::new(&first.schema, &self.config.table),
-            server_version: first.server_version,
             holds_lock: !self.config.transaction_pooler,
             pool,
+            setup,
         })
     }
 
@@ -424,51 +438,69 @@ impl<'e> Engine<'e> {
         })
     }
 
-    /// Undoes, inside a migration's transaction, the session settings its SQL may have changed
-    /// that would make the runner's own history check and log INSERT fail (`SET ROLE` to a role
-    /// that may not write the history table is a common pattern; a tiny `statement_timeout`),
-    /// or reach the next migration of a grouped run (`search_path` too). Not `RESET ALL`: that
-    /// would also drop the transaction-local `pgratchet.started` of a grouped run. The runner's
-    /// own timeouts are set again; the rest goes back to the session's defaults.
-    pub(crate) fn restore_after_migration_sql(&self) -> String {
-        let setting = |name: &str, value: Option<Duration>| match value {
-            Some(value) => format!("SET LOCAL {name} = {};\n", value.as_millis()),
-            None => format!("SET LOCAL {name} TO DEFAULT;\n"),
+    /// Takes what [`Setup`] needs, in one round trip: the caller's session as it is (not behind
+    /// a pooler), and whether the server takes the runner's `client_connection_check_interval`.
+    /// Some platforms refuse it (Windows; macOS before PostgreSQL 15) with SQLSTATE 22023: then
+    /// the runner goes on without it (a failing `SET` inside a migration's batch would abort
+    /// the migration), and says so once.
+    async fn configure_session(
+        &self,
+        client: &Client,
+        server_version: i32,
+    ) -> Result<Setup, Error> {
+        let pooler = self.config.transaction_pooler;
+        let interval = self.config.connection_check_interval.as_millis();
+        let mut batch = Batch::new();
+        if !pooler {
+            batch.push(Probe::Snapshot, Snapshot::SQL);
+        }
+        let probes_interval = server_version >= CONNECTION_CHECK_SINCE && interval > 0;
+        // Last, so that its failure leaves the snapshot's rows read.
+        if probes_interval {
+            let set = if pooler {
+                format!(
+                    "BEGIN;\nSET LOCAL client_connection_check_interval = {interval};\nROLLBACK;\n"
+                )
+            } else {
+                format!("SET client_connection_check_interval = {interval};\n")
+            };
+            batch.push(Probe::CheckInterval, &set);
+        }
+        if batch.sql().is_empty() {
+            return Ok(Setup::default());
+        }
+        let outcome = batch::run(client, batch.sql()).await;
+        let completed = outcome.completed();
+        let mut setup = Setup {
+            snapshot: None,
+            check_interval_ms: probes_interval.then_some(interval),
         };
-        let mut sql = String::from("RESET ROLE;\nSET LOCAL search_path TO DEFAULT;\n");
-        sql.push_str(&setting("statement_timeout", self.config.statement_timeout));
-        sql.push_str(&setting("lock_timeout", self.config.lock_timeout));
-        sql
-    }
-
-    pub(crate) fn session_reset_sql(&self, server_version: i32) -> String {
-        // RESET ALL would also undo our own setting, so it is set again right after. It leaves
-        // the role alone, and a migration's `SET ROLE` must not outlive it either.
-        let mut sql = String::from("RESET ALL;\nRESET ROLE;\n");
-        sql.push_str(&self.check_interval_sql(server_version));
-        sql
-    }
-
-    fn check_interval_sql(&self, server_version: i32) -> String {
-        if server_version >= CONNECTION_CHECK_SINCE && !self.config.transaction_pooler {
-            format!(
-                "SET client_connection_check_interval = {};\n",
-                self.config.connection_check_interval.as_millis()
-            )
-        } else {
-            String::new()
+        if let Some(error) = outcome.error {
+            let at_probe = batch.statement(completed).map(|(piece, _)| piece.tag)
+                == Some(Probe::CheckInterval);
+            if !(at_probe && error.code() == Some(&SqlState::INVALID_PARAMETER_VALUE)) {
+                return Err(Error::db(
+                    "could not configure the migration session",
+                    error,
+                ));
+            }
+            rollback(client).await;
+            setup.check_interval_ms = None;
+            static SAID: AtomicBool = AtomicBool::new(false);
+            if !SAID.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    error = %describe(&error),
+                    "the server refused client_connection_check_interval; going on without it, so a migration whose runner dies runs its statement to the end"
+                );
+            }
         }
-    }
-
-    async fn configure_session(&self, client: &Client, server_version: i32) -> Result<(), Error> {
-        let sql = self.check_interval_sql(server_version);
-        if !sql.is_empty() {
-            client
-                .batch_execute(&sql)
-                .await
-                .map_err(|e| Error::db("could not configure the migration session", e))?;
+        if !pooler {
+            setup.snapshot = Some(
+                Snapshot::parse(&outcome.messages)
+                    .ok_or_else(|| Error::db_message("could not read the session's settings"))?,
+            );
         }
-        Ok(())
+        Ok(setup)
     }
 
     async fn apply_all(&self, session: &Session<'_>) -> Result<Report, Error> {
@@ -660,7 +692,11 @@ impl<'e> Engine<'e> {
     /// Inside `ensure_table`'s transaction: inspects, creates or adopts, commits.
     async fn create_or_adopt(&self, client: &Client, table: &Table) -> Result<bool, Error> {
         let shape = history::inspect(client, table).await?;
-        let ddl = history::ensure_sql(table, &shape, self.config.schema.is_some());
+        // Looked up rather than `CREATE SCHEMA IF NOT EXISTS`, which checks CREATE on the
+        // database first: a role that owns its schema but not the database could not run.
+        let create_schema =
+            self.config.schema.is_some() && !history::schema_exists(client, table).await?;
+        let ddl = history::ensure_sql(table, &shape, Creation::Run { create_schema });
         client
             .batch_execute(&format!("{ddl}COMMIT;"))
             .await
@@ -696,7 +732,7 @@ impl<'e> Engine<'e> {
     }
 
     /// `SET LOCAL` of the configured timeouts, each back to the session's default when unset.
-    fn timeouts_sql(&self) -> String {
+    pub(crate) fn timeouts_sql(&self) -> String {
         let setting = |name: &str, value: Option<Duration>| match value {
             Some(value) => format!("SET LOCAL {name} = {};\n", value.as_millis()),
             None => format!("SET LOCAL {name} TO DEFAULT;\n"),
@@ -710,11 +746,11 @@ impl<'e> Engine<'e> {
     /// (behind a pooler the row goes before the SQL and is checked after it), then `COMMIT`.
     fn transactional_batch(
         &self,
-        table: &Table,
+        session: &Session<'_>,
         group: &[&Migration],
-        server_version: i32,
         durable: bool,
     ) -> Batch<Part> {
+        let table = session.table;
         let pooler = self.config.transaction_pooler;
         let grouped = group.len() > 1;
         let mut batch = Batch::new();
@@ -722,18 +758,15 @@ impl<'e> Engine<'e> {
         if !durable {
             batch.push(Part::Setup, "SET LOCAL synchronous_commit = off;\n");
         }
-        if pooler && server_version >= CONNECTION_CHECK_SINCE {
-            // Behind a pooler there is no session to set the check interval on (see
-            // `check_interval_sql`), but the transaction has one: without it, a starter killed
-            // mid-migration leaves its backend running the statement to its end (PgBouncer
-            // closes the server connection, the backend does not notice), keeping the history
-            // row locked and every other starter, with a pooled server connection each, waiting.
+        if let (true, Some(ms)) = (pooler, session.setup.check_interval_ms) {
+            // Behind a pooler there is no session to set the check interval on, but the
+            // transaction has one: without it, a starter killed mid-migration leaves its backend
+            // running the statement to its end (PgBouncer closes the server connection, the
+            // backend does not notice), keeping the history row locked and every other starter,
+            // with a pooled server connection each, waiting.
             batch.push(
                 Part::Setup,
-                &format!(
-                    "SET LOCAL client_connection_check_interval = {};\n",
-                    self.config.connection_check_interval.as_millis()
-                ),
+                &format!("SET LOCAL client_connection_check_interval = {ms};\n"),
             );
         }
         if !pooler
@@ -778,7 +811,12 @@ impl<'e> Engine<'e> {
             batch.push_script(Part::Sql(index), migration.up_sql());
             if may_change_session(migration.up_sql()) {
                 resets_session = true;
-                batch.push(Part::Restore(index), &self.restore_after_migration_sql());
+                batch.push(
+                    Part::Restore(index),
+                    &session
+                        .setup
+                        .restore_in_transaction_sql(&self.timeouts_sql()),
+                );
             }
             let (qualified, log) = (&table.qualified, &table.log);
             // Behind a pooler one statement checks that the row inserted first survived the
@@ -819,7 +857,7 @@ impl<'e> Engine<'e> {
         );
         // A migration that cannot have changed session settings needs no reset after it.
         if resets_session {
-            batch.push(Part::Reset, &self.session_reset_sql(server_version));
+            batch.push(Part::Reset, &session.setup.reset_sql());
         }
         batch
     }
@@ -842,34 +880,49 @@ impl<'e> Engine<'e> {
         durable: bool,
     ) -> Result<Group, Error> {
         let (client, table) = (session.client, session.table);
-        let batch = self.transactional_batch(table, group, session.server_version, durable);
+        let batch = self.transactional_batch(session, group, durable);
         let mut attempt = 0;
         loop {
             let outcome = batch::run(client, batch.sql()).await;
             let completed = outcome.completed();
             let Some(error) = outcome.error else {
                 self.unflushed.store(!durable, Ordering::Relaxed);
-                // Each record's row carries its migration's duration.
-                let mut durations = vec![0; group.len()];
+                // Each record's row carries its migration's duration. A migration without one
+                // means the count of statements went wrong: said loudly, never dropped.
+                let mut durations: Vec<Option<u64>> = vec![None; group.len()];
                 for (part, row) in batch.rows(&outcome.messages) {
                     if let Part::Record(index) = part {
-                        durations[index] = row.get(0).and_then(|ms| ms.parse().ok()).unwrap_or(0);
+                        durations[index] = row.get(0).and_then(|ms| ms.parse().ok());
                     }
                 }
-                return Ok(Group::Applied(
-                    group
-                        .iter()
-                        .zip(durations)
-                        .map(|(migration, duration_ms)| Applied {
-                            version: migration.version(),
-                            name: migration.name().to_owned(),
-                            duration_ms,
-                            no_transaction: false,
-                        })
-                        .collect(),
-                ));
+                let mut applied = Vec::with_capacity(group.len());
+                for (migration, duration_ms) in group.iter().zip(durations) {
+                    let Some(duration_ms) = duration_ms else {
+                        return Err(Error::db_message(&format!(
+                            "the server's replies to the batch of migration {} did not line up with its statements (no history record row); the batch was committed, so it is applied",
+                            migration.version()
+                        )));
+                    };
+                    applied.push(Applied {
+                        version: migration.version(),
+                        name: migration.name().to_owned(),
+                        duration_ms,
+                        no_transaction: false,
+                    });
+                }
+                return Ok(Group::Applied(applied));
             };
             rollback(client).await;
+            let statement = batch.statement(completed).map(|(piece, _)| piece.tag);
+            // No error from the server: the connection was lost. The server may have run the
+            // COMMIT before it went, whatever reached us: nothing can be said but that.
+            if error.as_db_error().is_none() && statement != Some(Part::Reset) {
+                return Err(Error::OutcomeUnknown {
+                    versions: group.iter().map(|migration| migration.version()).collect(),
+                    table: table.display(),
+                    source: error,
+                });
+            }
             // PostgreSQL parses the whole batch before running any of it, so a syntax error
             // completes nothing: its position, not the count, says whose SQL it is in.
             let position = error_byte(&error, batch.sql());
@@ -885,7 +938,7 @@ impl<'e> Engine<'e> {
                     batch.sql(),
                     None,
                 );
-                return Err(failure(migration, line, false, Vec::new(), error));
+                return Err(failure(migration, line, false, error));
             }
             let Some((piece, within)) = batch.statement(completed) else {
                 return Err(Error::db("a migration batch failed after it ended", error));
@@ -967,7 +1020,7 @@ impl<'e> Engine<'e> {
                 batch.sql(),
                 statement,
             );
-            return Err(failure(migration, line, false, Vec::new(), error));
+            return Err(failure(migration, line, false, error));
         }
     }
 
@@ -1025,13 +1078,18 @@ impl<'e> Engine<'e> {
                 .await
                 .map_err(|e| Error::db("could not set the migration's timeouts", e))?;
         }
+        // To tell the INVALID indexes this migration leaves from those already there.
+        let invalid_before = invalid_indexes(client).await;
         let started = Instant::now();
-        let failed = run_statements(client, migration.up_sql()).await.err();
+        let lock_timeout = self.config.lock_timeout.filter(|_| !pooler);
+        let failed = run_statements(client, migration.up_sql(), lock_timeout)
+            .await
+            .err();
         let duration_ms = elapsed_ms(started);
         let reset = if pooler {
             String::new()
         } else {
-            self.session_reset_sql(session.server_version)
+            session.setup.reset_sql()
         };
         if let Some(failed) = failed {
             return Err(self
@@ -1041,6 +1099,7 @@ impl<'e> Engine<'e> {
                     &reset,
                     migration,
                     failed,
+                    &invalid_before,
                     duration_ms,
                     true,
                     "",
@@ -1164,15 +1223,21 @@ impl<'e> Engine<'e> {
         reset: &str,
         migration: &Migration,
         (line, error): (u32, tokio_postgres::Error),
+        invalid_before: &[InvalidIndex],
         duration_ms: u64,
         record_duration: bool,
         note: &str,
     ) -> Error {
         let version = migration.version();
         rollback(client).await;
-        let invalid_indexes = invalid_indexes(client).await;
+        let (invalid_indexes, indexes_in_progress) =
+            left_behind(invalid_before, invalid_indexes(client).await);
         let message = describe(&error);
-        let failed = failure(migration, Some(line), true, invalid_indexes, error);
+        let mut failed = failure(migration, Some(line), true, error);
+        if let Error::Migration(failure) = &mut failed {
+            failure.invalid_indexes = invalid_indexes;
+            failure.indexes_in_progress = indexes_in_progress;
+        }
         let stored = format!("{note}{message}");
         if let Err(record_error) = self
             .mark_failed(
@@ -1296,12 +1361,30 @@ fn batch_start<T: Copy + PartialEq>(batch: &Batch<T>, tag: T) -> usize {
 
 /// Runs a no-transaction script statement by statement (each its own implicit transaction, as
 /// `CREATE INDEX CONCURRENTLY` needs); on failure, the file's line of the error and the error.
+///
+/// With the session's `lock_timeout` set (`lock_timeout`), a statement that runs `CONCURRENTLY`
+/// runs with none, and the rest with it: its waits for older transactions count as lock waits
+/// (see [`transaction::runs_concurrently`]), and it blocks neither reads nor writes.
 pub(crate) async fn run_statements(
     client: &Client,
     sql: &str,
+    lock_timeout: Option<Duration>,
 ) -> Result<(), (u32, tokio_postgres::Error)> {
     for statement in lexer::executed(sql) {
-        if let Err(error) = client.simple_query(statement.text).await {
+        let uncapped = lock_timeout.filter(|_| transaction::runs_concurrently(statement.text));
+        if uncapped.is_some() {
+            if let Err(error) = client.simple_query("SET lock_timeout = 0").await {
+                return Err((statement.line, error));
+            }
+        }
+        let result = client.simple_query(statement.text).await;
+        if let (Some(timeout), Ok(_)) = (uncapped, &result) {
+            let restore = format!("SET lock_timeout = {}", timeout.as_millis());
+            if let Err(error) = client.simple_query(&restore).await {
+                return Err((statement.line, error));
+            }
+        }
+        if let Err(error) = result {
             let line = match error.as_db_error().and_then(|db| db.position()) {
                 Some(ErrorPosition::Original(position)) => {
                     batch::char_position_to_byte(statement.text, *position as usize)
@@ -1451,7 +1534,6 @@ pub(crate) fn failure(
     migration: &Migration,
     line: Option<u32>,
     no_transaction: bool,
-    invalid_indexes: Vec<String>,
     source: tokio_postgres::Error,
 ) -> Error {
     Error::Migration(Box::new(MigrationFailure {
@@ -1462,7 +1544,8 @@ pub(crate) fn failure(
         code: source.code().map(|code| code.code().to_owned()),
         no_transaction,
         recorded_as_failed: no_transaction,
-        invalid_indexes,
+        invalid_indexes: Vec::new(),
+        indexes_in_progress: Vec::new(),
         source,
     }))
 }
@@ -1475,17 +1558,79 @@ pub(crate) fn describe(error: &tokio_postgres::Error) -> String {
     }
 }
 
-/// Indexes left INVALID (e.g. by a failed `CREATE INDEX CONCURRENTLY`), to name in the error.
-pub(crate) async fn invalid_indexes(client: &Client) -> Vec<String> {
-    let sql = "SELECT indexrelid::regclass::text FROM pg_catalog.pg_index WHERE NOT indisvalid ORDER BY 1";
+/// An INVALID index (e.g. left by a failed `CREATE INDEX CONCURRENTLY`), and the backend that
+/// is building it right now, if one is: an index is INVALID while it is built concurrently.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct InvalidIndex {
+    pub(crate) name: String,
+    pub(crate) building: Option<i32>,
+}
+
+/// Every INVALID index in the database.
+pub(crate) async fn invalid_indexes(client: &Client) -> Vec<InvalidIndex> {
+    let sql = "SELECT i.indexrelid::regclass::text, p.pid FROM pg_catalog.pg_index i \
+               LEFT JOIN pg_catalog.pg_stat_progress_create_index p \
+               ON p.index_relid = i.indexrelid AND p.pid <> pg_catalog.pg_backend_pid() \
+               WHERE NOT i.indisvalid ORDER BY 1";
     match client.simple_query(sql).await {
         Ok(messages) => messages
             .iter()
             .filter_map(|message| match message {
-                SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
+                SimpleQueryMessage::Row(row) => Some(InvalidIndex {
+                    name: row.get(0)?.to_owned(),
+                    building: row.get(1).and_then(|pid| pid.parse().ok()),
+                }),
                 _ => None,
             })
             .collect(),
         Err(_) => Vec::new(),
+    }
+}
+
+/// Of the INVALID indexes now, those a failed migration left (not INVALID `before` it, and not
+/// being built by another session right now), and those another session is building, which
+/// may be in progress (described with its pid).
+pub(crate) fn left_behind(
+    before: &[InvalidIndex],
+    now: Vec<InvalidIndex>,
+) -> (Vec<String>, Vec<String>) {
+    let mut ours = Vec::new();
+    let mut in_progress = Vec::new();
+    for index in now {
+        if before.iter().any(|old| old.name == index.name) {
+            continue;
+        }
+        match index.building {
+            Some(pid) => in_progress.push(format!("{} (pid {pid})", index.name)),
+            None => ours.push(index.name),
+        }
+    }
+    (ours, in_progress)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn index(name: &str, building: Option<i32>) -> InvalidIndex {
+        InvalidIndex {
+            name: name.to_owned(),
+            building,
+        }
+    }
+
+    #[test]
+    fn a_failed_migration_left_only_the_new_invalid_indexes_nobody_builds() {
+        let before = [index("old_v", None), index("busy_v", Some(7))];
+        let now = vec![
+            index("busy_v", Some(7)),
+            index("dup_v", None),
+            index("late_v", Some(9)),
+            index("old_v", None),
+        ];
+        assert_eq!(
+            left_behind(&before, now),
+            (vec!["dup_v".to_owned()], vec!["late_v (pid 9)".to_owned()])
+        );
     }
 }

@@ -26,6 +26,13 @@ use crate::{BoxFuture, Error};
 /// ```
 pub fn connect(url: &str, max_size: usize) -> BoxFuture<'_, Result<Pool, Error>> {
     Box::pin(async move {
+        if max_size == 0 {
+            return Err(Error::InvalidSetting {
+                name: "max_size",
+                value: max_size.to_string(),
+                reason: "a pool of no connections never hands one out",
+            });
+        }
         let config: tokio_postgres::Config = url
             .parse()
             .map_err(|error| Error::db("could not read the connection string", error))?;

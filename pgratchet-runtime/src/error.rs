@@ -113,6 +113,15 @@ pub enum Error {
         /// Why it was refused.
         reason: &'static str,
     },
+    /// A setting cannot be used.
+    InvalidSetting {
+        /// The setting, e.g. `max_size`.
+        name: &'static str,
+        /// The value given.
+        value: String,
+        /// Why it was refused.
+        reason: &'static str,
+    },
     /// A run-time migrations directory has problems (the same ones the macro reports).
     Load(Vec<pgratchet_core::Problem>),
     /// The connection string requires TLS, which [`connect`](crate::connect) does not make.
@@ -213,6 +222,22 @@ pub enum Error {
         /// The qualified table name.
         table: String,
     },
+    /// The connection was lost while migrations were applied in one transaction, before its
+    /// commit was confirmed: it may or may not have been committed.
+    OutcomeUnknown {
+        /// The migrations of that transaction.
+        versions: Vec<i64>,
+        /// The qualified history table, where their rows tell.
+        table: String,
+        /// The driver's error.
+        source: tokio_postgres::Error,
+    },
+    /// The server's answers did not line up with what the runner sent: a bug of the runner (or
+    /// of something between it and the server). Say how it happened in a report.
+    Internal {
+        /// What did not line up.
+        context: String,
+    },
     /// The server's advisory locks do not exclude a second session (a stub that always
     /// succeeds), so the migration lock would not keep two starters apart. Nothing was applied.
     AdvisoryLocksIneffective {
@@ -243,8 +268,12 @@ pub struct MigrationFailure {
     /// connection was lost (its backend terminated, the server restarted): the row then still
     /// says `running`.
     pub recorded_as_failed: bool,
-    /// Indexes left INVALID in the database after a failed no-transaction migration.
+    /// Indexes a failed no-transaction migration left INVALID (not those that were INVALID
+    /// before it, nor those another session is building right now).
     pub invalid_indexes: Vec<String>,
+    /// INVALID indexes that appeared meanwhile and that another session is building right now
+    /// (`name (pid N)`): maybe in progress, not this migration's.
+    pub indexes_in_progress: Vec<String>,
     /// The driver's error.
     pub source: tokio_postgres::Error,
 }
@@ -257,6 +286,13 @@ impl Error {
             failure.recorded_as_failed = false;
         }
         self
+    }
+
+    /// A runner's statement answered with something it cannot read.
+    pub(crate) fn db_message(context: &str) -> Self {
+        Error::Internal {
+            context: context.to_owned(),
+        }
     }
 
     pub(crate) fn db(context: impl Into<String>, source: tokio_postgres::Error) -> Self {
@@ -293,6 +329,7 @@ impl Error {
             Error::StillRunning { .. } | Error::SessionStateBehindPooler { .. } => 4,
             Error::RowLockTimeout { .. } => 5,
             Error::RecordRemoved { .. } | Error::LockReleased { .. } => 6,
+            Error::OutcomeUnknown { .. } => 6,
             _ => 1,
         }
     }
@@ -336,6 +373,13 @@ impl fmt::Display for Error {
                             f,
                             "; INVALID indexes left behind: {} (drop them before retrying)",
                             failure.invalid_indexes.join(", ")
+                        )?;
+                    }
+                    if !failure.indexes_in_progress.is_empty() {
+                        write!(
+                            f,
+                            "; another session is building {} right now, which may still be in progress (leave it)",
+                            failure.indexes_in_progress.join(", ")
                         )?;
                     }
                     write!(
@@ -418,6 +462,11 @@ impl fmt::Display for Error {
                 value,
                 reason,
             } => write!(f, "invalid {what} name {value:?}: {reason}"),
+            Error::InvalidSetting {
+                name,
+                value,
+                reason,
+            } => write!(f, "invalid {name} {value}: {reason}"),
             Error::Load(problems) => {
                 write!(f, "the migrations directory has {} problem(s):", problems.len())?;
                 for problem in problems {
@@ -476,6 +525,18 @@ impl fmt::Display for Error {
                 f,
                 "history table {table} is partitioned, which this runner does not support (the one-row check reads one table); it was left untouched: use a plain table, or choose another history table name"
             ),
+            Error::OutcomeUnknown { versions, table, .. } => {
+                let list: Vec<String> = versions.iter().map(i64::to_string).collect();
+                let list = list.join(", ");
+                write!(
+                    f,
+                    "the connection was lost while applying migration(s) {list}, before the commit was confirmed: they may or may not have been committed; their history rows tell (`SELECT version, state FROM {table} WHERE version IN ({list})`): if they are there, they were applied, otherwise nothing of them was kept; the next run sees which by itself"
+                )
+            }
+            Error::Internal { context } => write!(
+                f,
+                "internal error: {context}; this is a bug of pgratchet (or of something between it and the server): please report it"
+            ),
             Error::AdvisoryLocksIneffective { server } => write!(
                 f,
                 "the server's advisory locks do not exclude other sessions: a second session took the migration lock while this one held it ({server}); two starters could apply a migration twice here, so nothing was applied: use `.transaction_pooler(true)` (`--transaction-pooler`), where exactly-once rests on the history table's primary key instead of the lock"
@@ -490,6 +551,7 @@ impl std::error::Error for Error {
             Error::Pool(source) => Some(source),
             Error::Database { source, .. } => Some(source),
             Error::Migration(failure) => Some(&failure.source),
+            Error::OutcomeUnknown { source, .. } => Some(source),
             Error::Hook { source, .. } => Some(source.as_ref()),
             _ => None,
         }

@@ -238,19 +238,54 @@ pub(crate) async fn inspect(client: &Client, table: &Table) -> Result<Shape, Err
     })
 }
 
-/// DDL creating the schema (when it is not the current one), the table and the log; and for an
-/// adopted pybmpmon table, the columns it lacks (with defaults, rewriting nothing).
-pub(crate) fn ensure_sql(table: &Table, shape: &Shape, create_schema: bool) -> String {
+/// Whether the table's schema exists.
+pub(crate) async fn schema_exists(client: &Client, table: &Table) -> Result<bool, Error> {
+    let sql = format!(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = {})",
+        literal(&table.schema)
+    );
+    let messages = client
+        .simple_query(&sql)
+        .await
+        .map_err(|e| Error::db(format!("could not look up schema {}", table.schema), e))?;
+    Ok(crate::lock::first_value(&messages).as_deref() == Some("t"))
+}
+
+/// How [`ensure_sql`] writes its DDL.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Creation {
+    /// For a run, which looked first: create the schema when `true` (it is configured and
+    /// missing), and exactly what is missing.
+    Run { create_schema: bool },
+    /// For an offline script, which may run later, after another runner created things:
+    /// `IF NOT EXISTS` everywhere (the schema when configured).
+    Script { create_schema: bool },
+}
+
+/// DDL creating the schema, the table and the log; and for an adopted pybmpmon table, the
+/// columns it lacks (with defaults, rewriting nothing).
+pub(crate) fn ensure_sql(table: &Table, shape: &Shape, creation: Creation) -> String {
     let mut sql = String::new();
-    if create_schema {
-        sql.push_str(&format!(
-            "CREATE SCHEMA IF NOT EXISTS {};\n",
-            quote(&table.schema)
-        ));
-    }
+    let if_not_exists = match creation {
+        Creation::Run { create_schema } => {
+            if create_schema {
+                sql.push_str(&format!("CREATE SCHEMA {};\n", quote(&table.schema)));
+            }
+            ""
+        }
+        Creation::Script { create_schema } => {
+            if create_schema {
+                sql.push_str(&format!(
+                    "CREATE SCHEMA IF NOT EXISTS {};\n",
+                    quote(&table.schema)
+                ));
+            }
+            "IF NOT EXISTS "
+        }
+    };
     match shape {
         Shape::Missing => sql.push_str(&format!(
-            "CREATE TABLE {} (\
+            "CREATE TABLE {if_not_exists}{} (\
              version BIGINT PRIMARY KEY, \
              name TEXT NOT NULL, \
              checksum TEXT NOT NULL, \

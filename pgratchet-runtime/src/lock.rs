@@ -52,11 +52,12 @@ impl fmt::Display for LockHolder {
     }
 }
 
-/// The advisory lock key of a history table: the first 8 bytes of SHA-256 of `schema.table`.
-/// A fixed function, so every build and release of every binary derives the same key, and two
-/// services with their own tables in one database do not block each other.
+/// The advisory lock key of a history table: the first 8 bytes of SHA-256 of
+/// `pgratchet:"schema"."table"`. A fixed function, so every build and release of every binary
+/// derives the same key, and two services with their own tables in one database do not block
+/// each other. The names are quoted, so `("a.b", "c")` and `("a", "b.c")` differ.
 pub(crate) fn key(table: &Table) -> i64 {
-    let digest = Sha256::digest(format!("pgratchet:{}", table.display()).as_bytes());
+    let digest = Sha256::digest(format!("pgratchet:{}", table.qualified).as_bytes());
     let mut bytes = [0u8; 8];
     bytes.copy_from_slice(&digest[..8]);
     i64::from_be_bytes(bytes)
@@ -285,8 +286,6 @@ pub(crate) fn first_value(messages: &[SimpleQueryMessage]) -> Option<String> {
 mod tests {
     use super::*;
 
-    /// Every release of every binary that migrates one database must derive the same key: this
-    /// value may never change (compare `sha256sum` of `pgratchet:public.schema_migrations`).
     #[test]
     fn pauses_grow_to_a_ceiling() {
         let mut pause = FIRST_PAUSE;
@@ -305,15 +304,19 @@ mod tests {
         assert_eq!(halves(0x1234_5678_9abc_def0), (0x1234_5678, 0x9abc_def0));
     }
 
+    /// Every release of every binary that migrates one database must derive the same key: this
+    /// value may never change (the first 8 bytes of `sha256sum` of
+    /// `pgratchet:"public"."schema_migrations"`, big-endian).
     #[test]
     fn the_lock_key_is_pinned() {
         assert_eq!(
             key(&Table::new("public", "schema_migrations")),
-            -7_907_430_249_889_709_541
+            7_003_084_208_870_951_877
         );
         assert_ne!(
             key(&Table::new("public", "schema_migrations")),
             key(&Table::new("app", "schema_migrations"))
         );
+        assert_ne!(key(&Table::new("a.b", "c")), key(&Table::new("a", "b.c")));
     }
 }

@@ -7,6 +7,8 @@ use std::sync::OnceLock;
 
 use deadpool_postgres::Pool;
 
+use pgratchet_core::Problem;
+
 use crate::{BoxFuture, Error, Migration, Migrator, Report};
 
 /// An ordered set of migrations with unique versions: what `embed_migrations!` expands to, or
@@ -40,15 +42,19 @@ impl Migrations {
         ))
     }
 
-    /// A set built in code (e.g. generated migrations), sorted by version; two migrations with
-    /// one version are refused.
+    /// A set built in code (e.g. generated migrations), sorted by version, with the checks
+    /// `embed_migrations!` and [`from_dir`](Self::from_dir) make: a valid version and name, no
+    /// two migrations with one version, and each script's text (known directives, matching its
+    /// no-transaction flag; no statement that cannot run the way it asks to be run, such as a
+    /// `COMMIT` in a transactional script). Every problem is returned in [`Error::Load`].
     pub fn new(mut list: Vec<Migration>) -> Result<Self, Error> {
         list.sort_by_key(Migration::version);
-        let duplicates: Vec<_> = list
+        let mut problems: Vec<Problem> = list.iter().flat_map(migration_problems).collect();
+        let duplicates = list
             .windows(2)
             .filter(|pair| pair[0].version() == pair[1].version())
             .map(|pair| {
-                pgratchet_core::Problem::file(
+                Problem::file(
                     pair[1].up().path(),
                     format!(
                         "duplicate migration version {}: `{}` and `{}`; give one of them another version",
@@ -57,10 +63,10 @@ impl Migrations {
                         pair[1].up().path()
                     ),
                 )
-            })
-            .collect();
-        if !duplicates.is_empty() {
-            return Err(Error::Load(duplicates));
+            });
+        problems.extend(duplicates);
+        if !problems.is_empty() {
+            return Err(Error::Load(problems));
         }
         Ok(Migrations::owned(list))
     }
@@ -128,6 +134,53 @@ impl Migrations {
     ) -> BoxFuture<'_, Result<Report, Error>> {
         Box::pin(async move { Migrator::new(self).run_client(client).await })
     }
+}
+
+/// What the loader would say of a migration built in code.
+fn migration_problems(migration: &Migration) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    let up = migration.up();
+    if migration.version() < 0 {
+        problems.push(Problem::file(
+            up.path(),
+            format!(
+                "migration version {} is negative; versions are numbers from 0",
+                migration.version()
+            ),
+        ));
+    } else if let Err(message) = pgratchet_core::name::parse_file_name(&format!(
+        "{}_{}.sql",
+        migration.version(),
+        migration.name()
+    )) {
+        problems.push(Problem::file(up.path(), message));
+    }
+    for script in std::iter::once(up).chain(migration.down()) {
+        // An unknown directive is reported by the checks below.
+        let said = pgratchet_core::directive::parse(script.path(), script.sql())
+            .map_or(script.no_transaction(), |directives| {
+                directives.no_transaction
+            });
+        if said != script.no_transaction() {
+            // The checks below would read the file the way its directives say, not the way it
+            // would run: this is the problem to fix first.
+            problems.push(Problem::file(
+                script.path(),
+                format!(
+                    "`{}` is built with no_transaction = {}, but its directives say {}: put \
+                     `-- migrate:no-transaction` on its first line exactly when it must run \
+                     outside a transaction",
+                    script.path(),
+                    script.no_transaction(),
+                    said
+                ),
+            ));
+        } else if let Err(found) = pgratchet_core::loader::check_script(script.path(), script.sql())
+        {
+            problems.extend(found);
+        }
+    }
+    problems
 }
 
 impl<'a> IntoIterator for &'a Migrations {

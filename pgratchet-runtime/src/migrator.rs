@@ -130,6 +130,16 @@ impl<'a> Migrator<'a> {
         self
     }
 
+    /// How often the server checks, while a migration's statement runs, that the runner is still
+    /// connected (`client_connection_check_interval`, PostgreSQL 14 and later; default 2 s;
+    /// zero turns it off): a runner killed mid-migration then stops its statement within this
+    /// interval instead of when the statement ends. A server that refuses the setting (some
+    /// platforms do) is used without it.
+    pub fn connection_check_interval(mut self, every: Duration) -> Self {
+        self.connection_check_interval = every;
+        self
+    }
+
     /// Apply a pending migration older than the newest applied one instead of refusing.
     pub fn allow_out_of_order(mut self, allow: bool) -> Self {
         self.policy.allow_out_of_order = allow;
@@ -247,9 +257,10 @@ impl<'a> Migrator<'a> {
     }
 
     /// Goes up or down to `version`: up when it is at or above the newest applied migration
-    /// (applying the pending ones up to it), down otherwise. `version` must be 0 (before every
-    /// migration) or a migration known here or recorded in the database, else
-    /// [`Error::UnknownTarget`].
+    /// (applying the pending ones up to it), down otherwise, keeping `version` itself. `version`
+    /// must be 0 (before every migration, but for a migration 0, which stays) or a migration
+    /// known here or recorded in the database, else [`Error::UnknownTarget`]. To roll back
+    /// every migration, version 0 included: [`down`](Self::down) with [`Rollback::All`].
     pub async fn to(&self, pool: &Pool, version: i64) -> Result<Report, Error> {
         let recorded: Vec<i64> = {
             let connection = Connection::Pooled(pool.get().await?);
@@ -367,7 +378,7 @@ impl<'a> Migrator<'a> {
         let engine = Engine::new(self)?;
         let first = engine.first_read(&connection).await?;
         let table = crate::history::Table::new(&first.schema, &self.table);
-        crate::redo::snapshot(&connection, &table).await
+        crate::redo::snapshot(&connection, &table, self.schema.as_deref()).await
     }
 
     /// The exact SQL script a run would execute now (history table creation, the lock, each

@@ -17,10 +17,12 @@ use crate::{Applied, Error, Migration, Report, Script, State, Status};
 /// How far a rollback goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Rollback {
-    /// Roll back every applied migration above this version (0 rolls back everything).
+    /// Roll back every applied migration above this version (`To(0)` keeps a version 0).
     To(i64),
     /// Roll back the newest `n` applied migrations.
     Steps(usize),
+    /// Roll back every applied migration, version 0 included.
+    All,
 }
 
 /// Which records a repair touches.
@@ -105,6 +107,7 @@ impl Engine<'_> {
         let chosen: Vec<&Recorded> = match how {
             Rollback::To(target) => recorded.iter().filter(|row| row.version > target).collect(),
             Rollback::Steps(steps) => recorded.iter().take(steps).collect(),
+            Rollback::All => recorded.iter().collect(),
         };
         // Every down is found before anything is reverted, so a missing one changes nothing.
         let mut plan = Vec::with_capacity(chosen.len());
@@ -175,14 +178,16 @@ impl Engine<'_> {
         let started = Instant::now();
         let elapsed = "(extract(epoch FROM clock_timestamp() - now()) * 1000)::int";
         // As after an up: the down's `SET ROLE` or timeouts must not break the bookkeeping.
-        let restore = self.restore_after_migration_sql();
+        let restore = session
+            .setup
+            .restore_in_transaction_sql(&self.timeouts_sql());
         let restore_statements = lexer::executed(&restore).count();
         let sql = format!(
             "{prefix}{}\n;\n{restore}WITH d AS (DELETE FROM {t} WHERE version = {version} RETURNING 1) SELECT 1 / count(*) FROM d;\n{log}COMMIT;\n{reset}",
             migration.up_sql(),
             t = table.qualified,
             log = history::log_sql(table, version, Action::Rollback, self.host, elapsed, None),
-            reset = self.session_reset_sql(session.server_version),
+            reset = session.setup.reset_sql(),
         );
         let outcome = batch::run(client, &sql).await;
         let completed = outcome.completed();
@@ -206,7 +211,7 @@ impl Engine<'_> {
                 &sql,
                 (parsed && failed < statements).then_some(failed),
             );
-            return Err(failure(migration, line, false, Vec::new(), error));
+            return Err(failure(migration, line, false, error));
         }
         Ok(elapsed_ms(started))
     }
@@ -226,9 +231,11 @@ impl Engine<'_> {
             .batch_execute(&mark)
             .await
             .map_err(|e| Error::db(format!("could not mark migration {version} as running"), e))?;
+        let invalid_before = invalid_indexes(client).await;
         let started = Instant::now();
-        if let Err(failed) = run_statements(client, migration.up_sql()).await {
-            let reset = self.session_reset_sql(session.server_version);
+        // A down runs with the session's own timeouts (none of the runner's are set here).
+        if let Err(failed) = run_statements(client, migration.up_sql(), None).await {
+            let reset = session.setup.reset_sql();
             let duration = elapsed_ms(started);
             return Err(self
                 .record_failure(
@@ -237,6 +244,7 @@ impl Engine<'_> {
                     &reset,
                     migration,
                     failed,
+                    &invalid_before,
                     duration,
                     false,
                     "rollback failed: ",
@@ -246,7 +254,7 @@ impl Engine<'_> {
         let duration = elapsed_ms(started);
         let done = format!(
             "{}BEGIN READ WRITE;\nDELETE FROM {} WHERE version = {version};\n{}COMMIT;",
-            self.session_reset_sql(session.server_version),
+            session.setup.reset_sql(),
             table.qualified,
             history::log_sql(
                 table,
@@ -318,7 +326,14 @@ impl Engine<'_> {
         let rows = history::read_rows(client, table).await?;
         let statuses = merge(self.migrations(), &rows);
         let mut repaired = Repaired {
-            invalid_indexes: invalid_indexes(client).await,
+            invalid_indexes: invalid_indexes(client)
+                .await
+                .into_iter()
+                .map(|index| match index.building {
+                    Some(pid) => format!("{} (being built by pid {pid})", index.name),
+                    None => index.name,
+                })
+                .collect(),
             ..Repaired::default()
         };
         let wanted = |version: i64| match scope {

@@ -43,8 +43,14 @@ impl Redo {
 }
 
 /// The schema as a set of lines, one per object (relations, columns, indexes, constraints,
-/// functions, types, triggers, schemas, extensions), leaving out the history table and its log.
-pub(crate) async fn snapshot(client: &Client, table: &Table) -> Result<BTreeSet<String>, Error> {
+/// functions, types, triggers, schemas, extensions), leaving out the history table and its log,
+/// and the runner's own `schema` when it is configured: the runner creates it at the first up,
+/// so it is there after any down. What migrations put in it is compared like the rest.
+pub(crate) async fn snapshot(
+    client: &Client,
+    table: &Table,
+    runner_schema: Option<&str>,
+) -> Result<BTreeSet<String>, Error> {
     let skip = format!(
         "(array_remove(ARRAY[to_regclass({}), to_regclass({})]::oid[], NULL))",
         literal(&table.qualified),
@@ -92,11 +98,13 @@ pub(crate) async fn snapshot(client: &Client, table: &Table) -> Result<BTreeSet<
         .simple_query(&sql)
         .await
         .map_err(|e| Error::db("could not snapshot the schema", e))?;
+    let runner_schema = runner_schema.map(|schema| format!("schema {schema}"));
     Ok(messages
         .iter()
         .filter_map(|message| match message {
             SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
             _ => None,
         })
+        .filter(|line| Some(line) != runner_schema.as_ref())
         .collect())
 }

@@ -4,7 +4,7 @@ use pgratchet_core::lexer;
 use tokio_postgres::Client;
 
 use crate::apply::Engine;
-use crate::history::{self, Action, Shape, Table};
+use crate::history::{self, Action, Creation, Shape, Table};
 use crate::status::{judge, merge};
 use crate::{lock, Error};
 
@@ -33,11 +33,13 @@ impl Engine<'_> {
             verdict.pending.len(),
             table.display()
         );
-        // IF NOT EXISTS: the script may be run later, after another runner created the table.
-        sql.push_str(
-            &history::ensure_sql(&table, &shape, self.config.schema.is_some())
-                .replace("CREATE TABLE \"", "CREATE TABLE IF NOT EXISTS \""),
-        );
+        sql.push_str(&history::ensure_sql(
+            &table,
+            &shape,
+            Creation::Script {
+                create_schema: self.config.schema.is_some(),
+            },
+        ));
         let elapsed = "(extract(epoch FROM clock_timestamp() - now()) * 1000)::int";
         for version in &verdict.pending {
             let Some(migration) = self.find(*version) else {

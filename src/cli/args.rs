@@ -71,17 +71,20 @@ pub(crate) enum Command {
     },
     /// Roll back applied migrations, newest first.
     Down {
-        /// Roll back everything above this version.
+        /// Roll back everything above this version (`--target 0` keeps a version 0).
         #[arg(
             long,
             value_name = "V",
-            required_unless_present = "steps",
-            conflicts_with = "steps"
+            required_unless_present_any = ["steps", "all"],
+            conflicts_with_all = ["steps", "all"]
         )]
         target: Option<i64>,
         /// Roll back the newest N.
-        #[arg(long, value_name = "N")]
+        #[arg(long, value_name = "N", conflicts_with = "all")]
         steps: Option<usize>,
+        /// Roll back every applied migration, version 0 included.
+        #[arg(long)]
+        all: bool,
         /// Show what would be rolled back; change nothing.
         #[arg(long)]
         dry_run: bool,

@@ -377,14 +377,18 @@ async fn execute(mut migrator: Migrator<'_>, cli: Cli) -> Result<ExitCode, Failu
         Command::Down {
             target,
             steps,
+            all,
             dry_run,
             yes,
         } => {
-            let how = match (target, steps) {
-                (Some(target), _) => Rollback::To(target),
-                (None, Some(steps)) => Rollback::Steps(steps),
-                (None, None) => {
-                    return Err(Failure::Usage("pass --target V or --steps N".to_owned()))
+            let how = match (target, steps, all) {
+                (Some(target), _, _) => Rollback::To(target),
+                (None, Some(steps), _) => Rollback::Steps(steps),
+                (None, None, true) => Rollback::All,
+                (None, None, false) => {
+                    return Err(Failure::Usage(
+                        "pass --target V, --steps N or --all".to_owned(),
+                    ))
                 }
             };
             let chosen = rollback_plan(&migrator, &pool, how).await?;
@@ -556,6 +560,7 @@ async fn rollback_plan(
             .filter(|status| status.version > target)
             .collect(),
         Rollback::Steps(steps) => applied.into_iter().take(steps).collect(),
+        Rollback::All => applied,
     })
 }
 

@@ -5,14 +5,18 @@
 //! what the runner returned.
 
 mod apply;
+mod checker;
 mod concurrency;
 mod connect;
 mod durability;
+mod edges;
 mod failures;
 mod lock;
 mod operate;
 mod policies;
 mod pooler;
 mod reliability;
+mod roles;
 mod support;
 mod tables;
+mod truth;
