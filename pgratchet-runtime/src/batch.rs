@@ -163,6 +163,14 @@ pub(crate) async fn run(client: &Client, sql: &str) -> Outcome {
     }
 }
 
+/// The first column of the first row of a query's messages, if any.
+pub(crate) fn first_value(messages: &[SimpleQueryMessage]) -> Option<String> {
+    messages.iter().find_map(|message| match message {
+        SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
+        _ => None,
+    })
+}
+
 /// The byte offset in `text` of the 1-based character `position` PostgreSQL reports.
 pub(crate) fn char_position_to_byte(text: &str, position: usize) -> Option<usize> {
     let index = position.checked_sub(1)?;

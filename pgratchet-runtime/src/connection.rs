@@ -15,14 +15,6 @@ pub(crate) enum Connection {
 }
 
 impl Connection {
-    /// The pool a pooled connection came from, for a second connection of its own.
-    pub(crate) fn pool(&self) -> Option<deadpool_postgres::Pool> {
-        match self {
-            Connection::Pooled(object) => deadpool_postgres::Object::pool(object),
-            Connection::Taken(_) | Connection::Owned(_) => None,
-        }
-    }
-
     /// Makes sure the connection never goes back to a pool.
     pub(crate) fn take(self) -> Connection {
         match self {

@@ -1,19 +1,65 @@
-//! [`Event`]: the audit trail in `<table>_log`.
+//! [`Event`]: one entry of the audit trail in `<table>_log`.
 
 use serde::Serialize;
-use tokio_postgres::error::SqlState;
-use tokio_postgres::{Client, SimpleQueryMessage};
 
-use crate::history::Table;
-use crate::Error;
+/// What an [`Event`] records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum Action {
+    /// A migration was applied.
+    Apply,
+    /// A migration outside a transaction failed (or released the migration lock, or lost its
+    /// `running` row while it ran).
+    Fail,
+    /// A migration was rolled back.
+    Rollback,
+    /// A migration was recorded as applied without running it.
+    Baseline,
+    /// A record was cleared or re-stamped.
+    Repair,
+}
+
+impl Action {
+    /// The word stored in the log: `apply`, `fail`, `rollback`, `baseline` or `repair`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Apply => "apply",
+            Action::Fail => "fail",
+            Action::Rollback => "rollback",
+            Action::Baseline => "baseline",
+            Action::Repair => "repair",
+        }
+    }
+
+    /// The action a stored word names; `None` for a word this runner does not write.
+    pub(crate) fn parse(word: &str) -> Option<Action> {
+        [
+            Action::Apply,
+            Action::Fail,
+            Action::Rollback,
+            Action::Baseline,
+            Action::Repair,
+        ]
+        .into_iter()
+        .find(|action| action.as_str() == word)
+    }
+}
+
+impl std::fmt::Display for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// One entry of the audit log: an apply, failure, rollback, baseline or repair.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct Event {
     /// The migration's version.
     pub version: i64,
-    /// `apply`, `fail`, `rollback`, `baseline` or `repair`.
-    pub action: String,
+    /// What happened.
+    pub action: Action,
     /// When (UTC, RFC 3339).
     pub at: String,
     /// The database role that did it.
@@ -26,38 +72,21 @@ pub struct Event {
     pub error: Option<String>,
 }
 
-/// Every event, oldest first; none when the log table does not exist yet.
-pub(crate) async fn read(client: &Client, table: &Table) -> Result<Vec<Event>, Error> {
-    let sql = format!(
-        "SELECT version, action, to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), by, host, duration_ms, error \
-         FROM {} ORDER BY at, version",
-        table.log
-    );
-    let messages = match client.simple_query(&sql).await {
-        Ok(messages) => messages,
-        Err(error)
-            if matches!(
-                error.code(),
-                Some(&SqlState::UNDEFINED_TABLE) | Some(&SqlState::INVALID_SCHEMA_NAME)
-            ) =>
-        {
-            return Ok(Vec::new())
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn actions_read_back_what_they_write() {
+        for action in [
+            Action::Apply,
+            Action::Fail,
+            Action::Rollback,
+            Action::Baseline,
+            Action::Repair,
+        ] {
+            assert_eq!(Action::parse(action.as_str()), Some(action));
         }
-        Err(error) => return Err(Error::db("could not read the migration log", error)),
-    };
-    Ok(messages
-        .iter()
-        .filter_map(|message| match message {
-            SimpleQueryMessage::Row(row) => Some(Event {
-                version: row.get(0)?.parse().ok()?,
-                action: row.get(1)?.to_owned(),
-                at: row.get(2)?.to_owned(),
-                by: row.get(3)?.to_owned(),
-                host: row.get(4).map(str::to_owned),
-                duration_ms: row.get(5).and_then(|ms| ms.parse().ok()),
-                error: row.get(6).map(str::to_owned),
-            }),
-            _ => None,
-        })
-        .collect())
+        assert_eq!(Action::parse("migrate"), None);
+    }
 }

@@ -18,6 +18,7 @@ type HookFn = dyn Fn(HookContext) -> Pin<Box<dyn Future<Output = Result<(), Hook
 /// When a hook runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum HookPoint {
     /// Under the lock, before the first pending migration (only when something is pending).
     BeforeRun,
@@ -31,6 +32,7 @@ pub enum HookPoint {
 
 /// What a hook is told.
 #[derive(Clone, Debug, Serialize)]
+#[non_exhaustive]
 pub struct HookContext {
     /// Where in the run the hook is called.
     pub point: HookPoint,
@@ -38,6 +40,26 @@ pub struct HookContext {
     pub pending: Vec<i64>,
     /// The migration concerned, for `BeforeEach` and `AfterEach`: version and name.
     pub migration: Option<(i64, String)>,
+}
+
+impl HookContext {
+    /// Around the whole run.
+    pub(crate) fn run(point: HookPoint, pending: &[i64]) -> Self {
+        HookContext {
+            point,
+            pending: pending.to_vec(),
+            migration: None,
+        }
+    }
+
+    /// Around one migration.
+    pub(crate) fn each(point: HookPoint, pending: &[i64], migration: &crate::Migration) -> Self {
+        HookContext {
+            point,
+            pending: pending.to_vec(),
+            migration: Some((migration.version(), migration.name().to_owned())),
+        }
+    }
 }
 
 /// The hooks of a [`crate::Migrator`].
@@ -56,16 +78,14 @@ impl Hooks {
             .push((point, Arc::new(move |context| Box::pin(hook(context)))));
     }
 
-    /// Calls every hook registered for `context.point`, in order; the first error stops.
-    pub(crate) async fn call(&self, context: HookContext) -> Result<(), crate::Error> {
+    /// Calls every hook registered for `context.point`, in order; the first error stops, and
+    /// comes back with the point it was called at.
+    pub(crate) async fn call(&self, context: HookContext) -> Result<(), (HookPoint, HookError)> {
         for (point, hook) in &self.hooks {
             if *point == context.point {
                 hook(context.clone())
                     .await
-                    .map_err(|source| crate::Error::Hook {
-                        point: context.point,
-                        source,
-                    })?;
+                    .map_err(|source| (context.point, source))?;
             }
         }
         Ok(())

@@ -4,53 +4,16 @@
 //! blocked inside a statement is a transaction that a holder's `CREATE INDEX CONCURRENTLY` waits
 //! for, and the two deadlock (Flyway#1654).
 
-use std::fmt;
+use std::future::Future;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tokio_postgres::{Client, SimpleQueryMessage};
 
-use crate::apply::Engine;
-use crate::history::Table;
+use crate::batch::first_value;
+use crate::holder::LockHolder;
+use crate::table::Table;
 use crate::Error;
-
-/// The session holding the migration lock, as `pg_stat_activity` shows it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct LockHolder {
-    /// The holder's backend process id.
-    pub pid: i32,
-    /// Its `application_name`.
-    pub application_name: String,
-    /// Its state (`active`, `idle`, `idle in transaction`, ...).
-    pub state: Option<String>,
-    /// When its current transaction started.
-    pub xact_start: Option<String>,
-    /// When its connection started.
-    pub backend_start: Option<String>,
-    /// Its current or last query.
-    pub query: Option<String>,
-}
-
-impl fmt::Display for LockHolder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "pid {}", self.pid)?;
-        if !self.application_name.is_empty() {
-            write!(f, " ({})", self.application_name)?;
-        }
-        if let Some(state) = &self.state {
-            write!(f, ", {state}")?;
-        }
-        if let Some(start) = self.xact_start.as_ref().or(self.backend_start.as_ref()) {
-            write!(f, " since {start}")?;
-        }
-        if let Some(query) = &self.query {
-            let query: String = query.chars().take(120).collect();
-            write!(f, ", query: {}", query.replace('\n', " "))?;
-        }
-        Ok(())
-    }
-}
 
 /// The advisory lock key of a history table: the first 8 bytes of SHA-256 of
 /// `pgratchet:"schema"."table"`. A fixed function, so every build and release of every binary
@@ -70,23 +33,6 @@ pub(crate) struct Wait {
     pub(crate) report_every: Duration,
 }
 
-/// Takes the session lock, polling; logs the holder every `report_every`; gives up after
-/// `timeout`.
-pub(crate) async fn acquire(client: &Client, table: &Table, wait: Wait) -> Result<(), Error> {
-    poll(client, table, wait, None).await.map(drop)
-}
-
-/// Like [`acquire`], but between tries asks whether the holder applied everything; then returns
-/// `false` without the lock.
-pub(crate) async fn acquire_unless_up_to_date(
-    client: &Client,
-    table: &Table,
-    wait: Wait,
-    engine: &Engine<'_>,
-) -> Result<bool, Error> {
-    poll(client, table, wait, Some(engine)).await
-}
-
 /// The first pause between two tries of a lock.
 pub(crate) const FIRST_PAUSE: Duration = Duration::from_millis(10);
 
@@ -96,12 +42,20 @@ pub(crate) fn next_pause(pause: Duration) -> Duration {
     (pause * 2).min(Duration::from_millis(200))
 }
 
-async fn poll(
+/// Takes the session lock, polling; logs the holder every `report_every`; gives up after
+/// `timeout`. Between tries asks `done` whether waiting is still worth it (the holder may have
+/// applied everything this runner needs): `Ok(true)` when the lock is taken, `Ok(false)` when
+/// `done` said so, without the lock.
+pub(crate) async fn acquire<F, Fut>(
     client: &Client,
     table: &Table,
     wait: Wait,
-    recheck: Option<&Engine<'_>>,
-) -> Result<bool, Error> {
+    mut done: F,
+) -> Result<bool, Error>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<bool, tokio_postgres::Error>>,
+{
     let key = key(table);
     let started = Instant::now();
     let mut last_report = started;
@@ -115,16 +69,14 @@ async fn poll(
         if first_value(&messages).as_deref() == Some("t") {
             return Ok(true);
         }
-        if let Some(engine) = recheck {
-            let up_to_date = engine.fast_check(client).await.map_err(|error| {
-                Error::db(
-                    "could not re-read the migration history while waiting for the migration lock",
-                    error,
-                )
-            })?;
-            if up_to_date {
-                return Ok(false);
-            }
+        let up_to_date = done().await.map_err(|error| {
+            Error::db(
+                "could not re-read the migration history while waiting for the migration lock",
+                error,
+            )
+        })?;
+        if up_to_date {
+            return Ok(false);
         }
         let waited = started.elapsed();
         if waited >= wait.timeout {
@@ -272,14 +224,6 @@ pub(crate) async fn holder(client: &Client, key: i64) -> Result<Option<LockHolde
         }),
         _ => None,
     }))
-}
-
-/// The first column of the first row, if any.
-pub(crate) fn first_value(messages: &[SimpleQueryMessage]) -> Option<String> {
-    messages.iter().find_map(|message| match message {
-        SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
-        _ => None,
-    })
 }
 
 #[cfg(test)]

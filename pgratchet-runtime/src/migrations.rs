@@ -5,11 +5,9 @@ use std::fmt;
 use std::path::Path;
 use std::sync::OnceLock;
 
-use deadpool_postgres::Pool;
-
 use pgratchet_core::Problem;
 
-use crate::{BoxFuture, Error, Migration, Migrator, Report};
+use crate::{Error, Migration};
 
 /// An ordered set of migrations with unique versions: what `embed_migrations!` expands to, or
 /// what [`Migrations::from_dir`] reads at run time.
@@ -111,28 +109,6 @@ impl Migrations {
             .binary_search_by_key(&version, Migration::version)
             .ok()
             .map(|index| &self.list[index])
-    }
-
-    /// Applies what is pending with the default settings (see [`Migrator`] for the others).
-    ///
-    /// ```no_run
-    /// # async fn example(pool: deadpool_postgres::Pool, migrations: &pgratchet_runtime::Migrations) -> Result<(), pgratchet_runtime::Error> {
-    /// let report = migrations.run(&pool).await?;
-    /// for applied in &report.applied {
-    ///     println!("applied {} {} in {} ms", applied.version, applied.name, applied.duration_ms);
-    /// }
-    /// # Ok(()) }
-    /// ```
-    pub fn run<'a>(&'a self, pool: &'a Pool) -> BoxFuture<'a, Result<Report, Error>> {
-        Box::pin(async move { Migrator::new(self).run(pool).await })
-    }
-
-    /// Applies what is pending on a client the runner owns (and closes when done).
-    pub fn run_client(
-        &self,
-        client: tokio_postgres::Client,
-    ) -> BoxFuture<'_, Result<Report, Error>> {
-        Box::pin(async move { Migrator::new(self).run_client(client).await })
     }
 }
 

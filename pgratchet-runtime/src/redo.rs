@@ -6,12 +6,16 @@ use std::collections::BTreeSet;
 use serde::Serialize;
 use tokio_postgres::{Client, SimpleQueryMessage};
 
-use crate::history::Table;
+use crate::apply;
 use crate::ident::literal;
-use crate::Error;
+use crate::read;
+use crate::rollback::{self, Rollback};
+use crate::table::Table;
+use crate::{Error, Migrator};
 
 /// A down that did not restore the schema.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct RedoMismatch {
     /// The migration's version.
     pub version: i64,
@@ -26,6 +30,7 @@ pub struct RedoMismatch {
 
 /// The result of a redo.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct Redo {
     /// Versions whose up/down/up round trip restored the schema.
     pub restored: Vec<i64>,
@@ -42,11 +47,61 @@ impl Redo {
     }
 }
 
+/// The round-trip check on `client` (a connection of the runner's own, on a scratch database:
+/// it applies and reverts everything): for each migration in order, up, snapshot, down, compare
+/// with the schema before, up again. When the up after a down that did not restore the schema
+/// fails (on what the down left behind), the redo stops there and reports what it found so far.
+pub(crate) async fn on(config: &Migrator<'_>, client: &Client) -> Result<Redo, Error> {
+    let mut redo = Redo::default();
+    let mut previous: Option<i64> = None;
+    for migration in config.migrations.iter() {
+        let version = migration.version();
+        let up = config.clone().target(version);
+        let before = schema_of(config, client).await?;
+        apply::run_on(&up, client, None).await?;
+        if migration.down().is_none() {
+            redo.irreversible.push(version);
+            previous = Some(version);
+            continue;
+        }
+        let back_to = Rollback::To(previous.unwrap_or(version - 1));
+        rollback::on(config, client, None, back_to).await?;
+        let after_down = schema_of(config, client).await?;
+        if after_down == before {
+            redo.restored.push(version);
+            apply::run_on(&up, client, None).await?;
+        } else {
+            redo.mismatches.push(RedoMismatch {
+                version,
+                name: migration.name().to_owned(),
+                missing: before.difference(&after_down).cloned().collect(),
+                left_behind: after_down.difference(&before).cloned().collect(),
+            });
+            // What the down left behind usually makes the up fail (`CREATE INDEX` of an index
+            // that is still there): the mismatch is the finding, not that error, and the
+            // migrations after it cannot be checked on this schema.
+            if let Err(error) = apply::run_on(&up, client, None).await {
+                tracing::warn!(version, %error, "redo stopped: the up after a down that did not restore the schema failed");
+                return Ok(redo);
+            }
+        }
+        previous = Some(version);
+    }
+    Ok(redo)
+}
+
+/// The schema of the database `client` is on, without the history table and its log.
+async fn schema_of(config: &Migrator<'_>, client: &Client) -> Result<BTreeSet<String>, Error> {
+    let first = read::first(config, client).await?;
+    let table = Table::new(&first.schema, &config.table);
+    snapshot(client, &table, config.schema.as_deref()).await
+}
+
 /// The schema as a set of lines, one per object (relations, columns, indexes, constraints,
 /// functions, types, triggers, schemas, extensions), leaving out the history table and its log,
 /// and the runner's own `schema` when it is configured: the runner creates it at the first up,
 /// so it is there after any down. What migrations put in it is compared like the rest.
-pub(crate) async fn snapshot(
+async fn snapshot(
     client: &Client,
     table: &Table,
     runner_schema: Option<&str>,

@@ -1,12 +1,17 @@
-//! What a run did ([`Report`]) and would do ([`Planned`]).
+//! What a run or a rollback did ([`Report`]) and what a run would do ([`Planned`]).
+
+use std::time::Instant;
 
 use serde::Serialize;
 
-/// The outcome of a successful run.
+/// The outcome of a successful run, rollback or `to`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct Report {
     /// Migrations this run applied, in order.
     pub applied: Vec<Applied>,
+    /// Migrations a rollback reverted, newest first (each with how long its down took).
+    pub rolled_back: Vec<Applied>,
     /// Pending migrations another starter applied while this one waited (behind a transaction
     /// pooler, where there is no session lock).
     pub applied_by_others: Vec<i64>,
@@ -18,8 +23,9 @@ pub struct Report {
     pub elapsed_ms: u64,
 }
 
-/// One migration applied by a run.
+/// One migration a run applied (or a rollback reverted).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct Applied {
     /// The version.
     pub version: i64,
@@ -33,6 +39,7 @@ pub struct Applied {
 
 /// A migration a run would apply.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct Planned {
     /// The version.
     pub version: i64,
@@ -44,4 +51,9 @@ pub struct Planned {
     pub no_transaction: bool,
     /// The SQL that would run.
     pub sql: String,
+}
+
+/// Milliseconds since `started`.
+pub(crate) fn elapsed_ms(started: Instant) -> u64 {
+    u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)
 }

@@ -8,6 +8,7 @@ use crate::{State, Status};
 /// What is wrong, or worth a look, for one migration.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
 pub enum IssueKind {
     /// Applied, and the file was edited since.
     Modified,
@@ -27,6 +28,7 @@ pub enum IssueKind {
 
 /// One finding of [`Validation`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct Issue {
     /// The migration's version.
     pub version: i64,
@@ -40,6 +42,7 @@ pub struct Issue {
 
 /// The result of validating: every migration's status and the findings.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct Validation {
     /// Every migration, known or recorded, in version order.
     pub statuses: Vec<Status>,

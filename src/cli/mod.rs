@@ -5,6 +5,7 @@
 
 mod args;
 mod connect;
+mod failure;
 mod new;
 mod render;
 
@@ -20,11 +21,7 @@ use serde::Serialize;
 
 use crate::{Error, HookPoint, Migrations, Migrator, Repair, Rollback, State};
 use args::{Cli, Command};
-
-const EXIT_ERROR: u8 = 1;
-const EXIT_USAGE: u8 = 2;
-const EXIT_PENDING: u8 = 3;
-const EXIT_INVALID: u8 = 4;
+use failure::{Failure, EXIT_INVALID, EXIT_PENDING};
 
 /// Runs the CLI on the migrations a service embeds, e.g. for `collector migrate status`:
 /// `args` as from [`std::env::args_os`], the first being the program name. The `migrator`'s
@@ -59,7 +56,7 @@ fn run_args(migrator: Migrator<'_>, args: Vec<OsString>) -> crate::BoxFuture<'_,
 async fn run_parsed(migrator: Migrator<'_>, args: Vec<OsString>) -> ExitCode {
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
-        Err(error) => return usage(error),
+        Err(error) => return failure::usage(error),
     };
     let json = cli.global.json;
     if let Command::New { .. } = &cli.command {
@@ -71,7 +68,7 @@ async fn run_parsed(migrator: Migrator<'_>, args: Vec<OsString>) -> ExitCode {
         return new_migration(&dir, &cli.command, json);
     }
     if cli.global.dir.is_some() {
-        return report_failure(
+        return failure::report(
             json,
             Failure::Usage(
                 "this binary embeds its migrations; --dir is only for `new` (or use the pgratchet CLI on a directory)"
@@ -81,7 +78,7 @@ async fn run_parsed(migrator: Migrator<'_>, args: Vec<OsString>) -> ExitCode {
     }
     match execute(migrator, cli).await {
         Ok(code) => code,
-        Err(failure) => report_failure(json, failure),
+        Err(failure) => failure::report(json, failure),
     }
 }
 
@@ -90,7 +87,7 @@ async fn run_parsed(migrator: Migrator<'_>, args: Vec<OsString>) -> ExitCode {
 pub fn main_for_directory() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(error) => return usage(error),
+        Err(error) => return failure::usage(error),
     };
     let json = cli.global.json;
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -99,7 +96,7 @@ pub fn main_for_directory() -> ExitCode {
     {
         Ok(runtime) => runtime,
         Err(error) => {
-            return report_failure(json, Failure::Other(format!("cannot start: {error}")));
+            return failure::report(json, Failure::Other(format!("cannot start: {error}")));
         }
     };
     runtime.block_on(async {
@@ -113,11 +110,11 @@ pub fn main_for_directory() -> ExitCode {
         }
         let migrations = match Migrations::from_dir(&dir) {
             Ok(migrations) => migrations,
-            Err(error) => return report_failure(json, Failure::Runtime(error)),
+            Err(error) => return failure::report(json, Failure::Runtime(error)),
         };
         match execute(Migrator::new(&migrations), cli).await {
             Ok(code) => code,
-            Err(failure) => report_failure(json, failure),
+            Err(failure) => failure::report(json, failure),
         }
     })
 }
@@ -135,68 +132,8 @@ fn new_migration(dir: &std::path::Path, command: &Command, json: bool) -> ExitCo
     };
     match new::create(dir, name, *reversible, *style, *timestamp) {
         Ok(paths) => print_created(json, &paths),
-        Err(message) => report_failure(json, Failure::Other(message)),
+        Err(message) => failure::report(json, Failure::Other(message)),
     }
-}
-
-enum Failure {
-    Usage(String),
-    Runtime(Error),
-    Other(String),
-}
-
-impl From<Error> for Failure {
-    fn from(error: Error) -> Self {
-        Failure::Runtime(error)
-    }
-}
-
-fn usage(error: clap::Error) -> ExitCode {
-    let _ = error.print();
-    if error.use_stderr() {
-        ExitCode::from(EXIT_USAGE)
-    } else {
-        ExitCode::SUCCESS
-    }
-}
-
-fn report_failure(json: bool, failure: Failure) -> ExitCode {
-    let (code, value, text) = match &failure {
-        Failure::Usage(message) => (
-            EXIT_USAGE,
-            serde_json::json!({ "message": message }),
-            format!("error: {message}\n"),
-        ),
-        Failure::Other(message) => (
-            EXIT_ERROR,
-            serde_json::json!({ "message": message }),
-            format!("error: {message}\n"),
-        ),
-        Failure::Runtime(error) => {
-            let mut text = format!("error: {error}\n");
-            let mut previous = error.to_string();
-            let mut source = std::error::Error::source(error);
-            while let Some(cause) = source {
-                let message = cause.to_string();
-                let message = message.trim_end();
-                // tokio-postgres wraps the server's message in a bare "db error"; deadpool repeats
-                // its source's message in its own, so each message is printed once.
-                if message != "db error" && !previous.contains(message) {
-                    text.push_str(&format!("  caused by: {message}\n"));
-                }
-                previous = message.to_owned();
-                source = cause.source();
-            }
-            let code = u8::try_from(error.exit_code()).unwrap_or(EXIT_ERROR);
-            (code, serde_json::to_value(error).unwrap_or_default(), text)
-        }
-    };
-    if json {
-        println!("{}", serde_json::json!({ "error": value }));
-    } else {
-        eprint!("{text}");
-    }
-    ExitCode::from(code)
 }
 
 fn print<T: Serialize>(json: bool, value: &T, human: impl FnOnce() -> String) {
@@ -366,13 +303,7 @@ async fn execute(mut migrator: Migrator<'_>, cli: Cli) -> Result<ExitCode, Failu
                 });
             }
             let report = with_progress(migrator, json).run(&pool).await?;
-            print(json, &report, || {
-                let mut text = render::applied("apply", &report.applied, report.elapsed_ms);
-                for warning in &report.warnings {
-                    text.push_str(&format!("warning: {warning}\n"));
-                }
-                text
-            });
+            print(json, &report, || render::report(&report));
         }
         Command::Down {
             target,
@@ -402,9 +333,7 @@ async fn execute(mut migrator: Migrator<'_>, cli: Cli) -> Result<ExitCode, Failu
             }
             confirm(yes, &describe_rollback(&chosen))?;
             let report = migrator.down(&pool, how).await?;
-            print(json, &report, || {
-                render::applied("roll back", &report.applied, report.elapsed_ms)
-            });
+            print(json, &report, || render::report(&report));
         }
         Command::To { version, yes } => {
             let chosen = rollback_plan(&migrator, &pool, Rollback::To(version)).await?;
@@ -414,14 +343,7 @@ async fn execute(mut migrator: Migrator<'_>, cli: Cli) -> Result<ExitCode, Failu
             let report = with_progress(migrator.clone(), json)
                 .to(&pool, version)
                 .await?;
-            let verb = if chosen.is_empty() {
-                "apply"
-            } else {
-                "roll back"
-            };
-            print(json, &report, || {
-                render::applied(verb, &report.applied, report.elapsed_ms)
-            });
+            print(json, &report, || render::report(&report));
         }
         Command::Baseline { version } => {
             let recorded = migrator.baseline(&pool, version).await?;
@@ -441,15 +363,7 @@ async fn execute(mut migrator: Migrator<'_>, cli: Cli) -> Result<ExitCode, Failu
             let statuses = migrator.status(&pool).await?;
             let affected: Vec<_> = statuses
                 .into_iter()
-                .filter(|status| {
-                    matches!(
-                        status.state,
-                        State::Failed | State::Running | State::Modified
-                    ) && match &scope {
-                        Repair::All => true,
-                        Repair::Versions(versions) => versions.contains(&status.version),
-                    }
-                })
+                .filter(|status| scope.covers(status))
                 .collect();
             if !affected.is_empty() {
                 if !json {
@@ -464,38 +378,7 @@ async fn execute(mut migrator: Migrator<'_>, cli: Cli) -> Result<ExitCode, Failu
                 )?;
             }
             let repaired = migrator.repair(&pool, &scope).await?;
-            print(json, &repaired, || {
-                let mut text = String::new();
-                for status in &repaired.cleared {
-                    text.push_str(&format!(
-                        "cleared {} record of {} {}{}: it is pending again\n",
-                        status.state,
-                        status.version,
-                        status.name,
-                        status
-                            .error
-                            .as_ref()
-                            .map(|error| format!(" ({error})"))
-                            .unwrap_or_default()
-                    ));
-                }
-                for status in &repaired.restamped {
-                    text.push_str(&format!(
-                        "re-stamped the checksum of {} {}\n",
-                        status.version, status.name
-                    ));
-                }
-                for version in &repaired.untouched {
-                    text.push_str(&format!("version {version} needed no repair\n"));
-                }
-                if !repaired.invalid_indexes.is_empty() {
-                    text.push_str(&format!(
-                        "INVALID indexes in the database (left by a failed CREATE INDEX CONCURRENTLY? drop them before re-running): {}\n",
-                        repaired.invalid_indexes.join(", ")
-                    ));
-                }
-                text
-            });
+            print(json, &repaired, || render::repaired(&repaired));
         }
         Command::Validate => {
             let validation = migrator.validate(&pool).await?;
@@ -512,26 +395,7 @@ async fn execute(mut migrator: Migrator<'_>, cli: Cli) -> Result<ExitCode, Failu
         }
         Command::Redo => {
             let redo = redo_on_scratch(&migrator, &target).await?;
-            print(json, &redo, || {
-                let mut text = format!(
-                    "round-tripped {} migration(s); {} without down SQL\n",
-                    redo.restored.len(),
-                    redo.irreversible.len()
-                );
-                for mismatch in &redo.mismatches {
-                    text.push_str(&format!(
-                        "down of {} {} did not restore the schema:\n",
-                        mismatch.version, mismatch.name
-                    ));
-                    for line in &mismatch.missing {
-                        text.push_str(&format!("  missing after down: {line}\n"));
-                    }
-                    for line in &mismatch.left_behind {
-                        text.push_str(&format!("  left behind by down: {line}\n"));
-                    }
-                }
-                text
-            });
+            print(json, &redo, || render::redo(&redo));
             if !redo.is_ok() {
                 return Ok(ExitCode::from(EXIT_INVALID));
             }
@@ -541,27 +405,13 @@ async fn execute(mut migrator: Migrator<'_>, cli: Cli) -> Result<ExitCode, Failu
     Ok(ExitCode::SUCCESS)
 }
 
-/// What a rollback would revert, newest first.
+/// What a rollback would revert, newest first (the library's own choice).
 async fn rollback_plan(
     migrator: &Migrator<'_>,
     pool: &deadpool_postgres::Pool,
     how: Rollback,
 ) -> Result<Vec<crate::Status>, Failure> {
-    let mut applied: Vec<_> = migrator
-        .status(pool)
-        .await?
-        .into_iter()
-        .filter(|status| !matches!(status.state, State::Pending))
-        .collect();
-    applied.reverse();
-    Ok(match how {
-        Rollback::To(target) => applied
-            .into_iter()
-            .filter(|status| status.version > target)
-            .collect(),
-        Rollback::Steps(steps) => applied.into_iter().take(steps).collect(),
-        Rollback::All => applied,
-    })
+    Ok(how.plan(&migrator.status(pool).await?))
 }
 
 fn describe_rollback(chosen: &[crate::Status]) -> String {

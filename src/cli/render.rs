@@ -1,6 +1,6 @@
 //! Human output: plain aligned tables, the same data as `--json`.
 
-use pgratchet_runtime::{Applied, Event, Issue, Planned, Status};
+use pgratchet_runtime::{Applied, Event, Issue, Planned, Redo, Repaired, Report, Status};
 
 /// Renders rows under a header, columns padded to their widest cell.
 pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) -> String {
@@ -137,7 +137,7 @@ pub(crate) fn events(events: &[Event]) -> String {
             vec![
                 event.at.clone(),
                 event.version.to_string(),
-                event.action.clone(),
+                event.action.to_string(),
                 event.by.clone(),
                 dash(event.host.clone()),
                 dash(event.duration_ms.map(|ms| format!("{ms} ms"))),
@@ -149,6 +149,75 @@ pub(crate) fn events(events: &[Event]) -> String {
         &["AT", "VERSION", "ACTION", "BY", "HOST", "DURATION", "NOTE"],
         &rows,
     )
+}
+
+/// A run's (or a rollback's) report: what it applied or rolled back, and its warnings.
+pub(crate) fn report(report: &Report) -> String {
+    let mut text = if report.rolled_back.is_empty() {
+        applied("apply", &report.applied, report.elapsed_ms)
+    } else {
+        applied("roll back", &report.rolled_back, report.elapsed_ms)
+    };
+    for warning in &report.warnings {
+        text.push_str(&format!("warning: {warning}\n"));
+    }
+    text
+}
+
+/// What a repair did.
+pub(crate) fn repaired(repaired: &Repaired) -> String {
+    let mut text = String::new();
+    for status in &repaired.cleared {
+        text.push_str(&format!(
+            "cleared {} record of {} {}{}: it is pending again\n",
+            status.state,
+            status.version,
+            status.name,
+            status
+                .error
+                .as_ref()
+                .map(|error| format!(" ({error})"))
+                .unwrap_or_default()
+        ));
+    }
+    for status in &repaired.restamped {
+        text.push_str(&format!(
+            "re-stamped the checksum of {} {}\n",
+            status.version, status.name
+        ));
+    }
+    for version in &repaired.untouched {
+        text.push_str(&format!("version {version} needed no repair\n"));
+    }
+    if !repaired.invalid_indexes.is_empty() {
+        text.push_str(&format!(
+            "INVALID indexes in the database (left by a failed CREATE INDEX CONCURRENTLY? drop them before re-running): {}\n",
+            repaired.invalid_indexes.join(", ")
+        ));
+    }
+    text
+}
+
+/// What a redo found.
+pub(crate) fn redo(redo: &Redo) -> String {
+    let mut text = format!(
+        "round-tripped {} migration(s); {} without down SQL\n",
+        redo.restored.len(),
+        redo.irreversible.len()
+    );
+    for mismatch in &redo.mismatches {
+        text.push_str(&format!(
+            "down of {} {} did not restore the schema:\n",
+            mismatch.version, mismatch.name
+        ));
+        for line in &mismatch.missing {
+            text.push_str(&format!("  missing after down: {line}\n"));
+        }
+        for line in &mismatch.left_behind {
+            text.push_str(&format!("  left behind by down: {line}\n"));
+        }
+    }
+    text
 }
 
 #[cfg(test)]

@@ -100,13 +100,13 @@ async fn version_zero_is_rolled_back_with_all() {
         .down(&pool, Rollback::To(0))
         .await
         .expect("down to 0");
-    assert_eq!(applied(&report), vec![1]);
+    assert_eq!(rolled_back(&report), vec![1]);
     assert_eq!(history(&client).await, vec![0]);
     let report = Migrator::new(&migrations)
         .down(&pool, Rollback::All)
         .await
         .expect("down all");
-    assert_eq!(applied(&report), vec![0]);
+    assert_eq!(rolled_back(&report), vec![0]);
     assert_eq!(history(&client).await, Vec::<i64>::new());
     assert!(!exists(&client, "zero").await);
 }

@@ -32,7 +32,10 @@ async fn failing_migration_keeps_earlier_ones_and_nothing_of_itself() {
     assert_eq!(failure.line, Some(2));
     assert_eq!(failure.code.as_deref(), Some("42P01"));
     assert!(!failure.no_transaction);
-    assert_eq!(error.code(), Some("42P01"));
+    assert_eq!(
+        error.code().map(tokio_postgres::error::SqlState::code),
+        Some("42P01")
+    );
     let message = error.to_string();
     assert!(message.contains("2_create_b.sql line 2"), "{message}");
     assert!(message.contains("rolled back"), "{message}");
@@ -306,7 +309,6 @@ async fn failed_no_transaction_migration_is_recorded_and_refused_later() {
     assert_eq!(*version, 2);
     assert_eq!(recorded.as_deref(), Some(recorded_error.as_str()));
     assert!(!exists(&client, "after_idx").await);
-    assert_eq!(error.exit_code(), 4);
 }
 
 #[tokio::test]

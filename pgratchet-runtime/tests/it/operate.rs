@@ -45,8 +45,12 @@ fn rev_nt(version: i64, name: &str, up: &str, down: &str) -> Migration {
     )
 }
 
+/// The versions a run applied or a rollback reverted (a report holds one or the other).
 fn versions(report: &pgratchet_runtime::Report) -> Vec<i64> {
     applied(report)
+        .into_iter()
+        .chain(rolled_back(report))
+        .collect()
 }
 
 /// A path under the temporary directory no other test (or test process) uses.
@@ -196,7 +200,7 @@ async fn up_down_up_leaves_an_identical_schema() {
         .expect("down all");
     assert_eq!(versions(&down), vec![4, 3, 2, 1], "newest first");
     assert_eq!(
-        down.applied
+        down.rolled_back
             .iter()
             .map(|reverted| reverted.no_transaction)
             .collect::<Vec<_>>(),
@@ -246,7 +250,7 @@ async fn no_transaction_down_runs_outside_a_transaction_with_bookkeeping() {
         .await
         .expect("no-transaction down");
     assert_eq!(versions(&report), vec![2]);
-    assert!(report.applied[0].no_transaction);
+    assert!(report.rolled_back[0].no_transaction);
     assert!(!exists(&client, "public.t_x_idx").await);
     assert_eq!(history(&client).await, vec![1]);
     assert_eq!(log(&client).await.last(), Some(&(2, "rollback".to_owned())));
@@ -381,12 +385,12 @@ async fn rollback_of_an_unknown_version_uses_the_stored_down_sql() {
         .await
         .expect("the old binary rolls back the new release");
     assert_eq!(versions(&report), vec![4, 3]);
-    assert_eq!(report.applied[0].name, "c_x_idx", "the recorded name");
+    assert_eq!(report.rolled_back[0].name, "c_x_idx", "the recorded name");
     assert!(
-        report.applied[0].no_transaction,
+        report.rolled_back[0].no_transaction,
         "directive of the stored SQL"
     );
-    assert!(!report.applied[1].no_transaction);
+    assert!(!report.rolled_back[1].no_transaction);
     assert!(!exists(&client, "public.c").await);
     assert_eq!(history(&client).await, vec![1, 2]);
 
@@ -435,7 +439,7 @@ async fn to_goes_up_and_down() {
     assert!(exists(&client, "public.t1").await);
     assert!(!exists(&client, "public.t2").await);
     let report = migrator.to(&pool, 1).await.expect("already there");
-    assert!(report.applied.is_empty());
+    assert!(versions(&report).is_empty());
     let report = migrator.to(&pool, 0).await.expect("down to nothing");
     assert_eq!(versions(&report), vec![1]);
     assert!(history(&client).await.is_empty());

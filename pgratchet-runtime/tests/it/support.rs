@@ -53,6 +53,15 @@ pub fn applied(report: &Report) -> Vec<i64> {
         .collect()
 }
 
+/// The versions a rollback reverted, newest first.
+pub fn rolled_back(report: &Report) -> Vec<i64> {
+    report
+        .rolled_back
+        .iter()
+        .map(|rolled_back| rolled_back.version)
+        .collect()
+}
+
 /// Every row of a query, each column as text (`None` for NULL), through the simple protocol.
 pub async fn rows(client: &Client, sql: &str) -> Vec<Vec<Option<String>>> {
     let messages = client
