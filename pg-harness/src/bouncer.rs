@@ -46,10 +46,11 @@ use std::time::{Duration, Instant};
 
 use tokio_postgres::config::Host;
 
-use super::{
-    free_port, io_err, percent_encode, run_as, server_env, stop_child_with, Cluster, Error, Kind,
-    TempDir, TestDb, Watchdog,
-};
+use crate::cluster::{Cluster, Kind, TestDb};
+use crate::error::{io_err, Error};
+use crate::names::percent_encode;
+use crate::os::{free_port, run_as, RunAs, TempDir, Watchdog};
+use crate::server::{server_env, stop_child_with};
 
 /// PgBouncer's `pool_mode`: when a server connection goes back to the pool.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -109,7 +110,7 @@ impl Cluster {
             let port = free_port()?;
             fs::write(&config_path, config(&server, port, mode))
                 .map_err(io_err(format!("cannot write {}", config_path.display())))?;
-            if let Some(super::RunAs { uid, gid }) = run_as {
+            if let Some(RunAs { uid, gid }) = run_as {
                 std::os::unix::fs::chown(&config_path, Some(uid), Some(gid)).map_err(io_err(
                     format!("cannot chown {} to postgres", config_path.display()),
                 ))?;

@@ -100,37 +100,10 @@ async fn drop_stops_pgbouncer() {
 
 // ---- the test process ending, however it ends, stops its pgbouncer ---------------------------
 
-const CHILD_ENV: &str = "PG_HARNESS_BOUNCER_CHILD";
-
-/// Not a test on its own: the body of the child process of the test below.
-#[test]
-fn child_process_holding_a_bouncer() {
-    if std::env::var_os(CHILD_ENV).is_none() {
-        return;
-    }
-    let bouncer = Cluster::shared()
-        .pgbouncer(PoolMode::Transaction)
-        .expect("pgbouncer starts");
-    println!(
-        "PG_HARNESS_CHILD pid={} dir={}",
-        bouncer.pid(),
-        bouncer.dir().display()
-    );
-    // Wait to be killed; should the parent test die first, its end of our stdin closes.
-    let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut Vec::new());
-    std::process::exit(0);
-}
-
 #[test]
 fn sigkill_of_the_test_process_stops_its_pgbouncer() {
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "bouncer::child_process_holding_a_bouncer",
-            "--exact",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD_ENV, "1")
+    let mut child = Command::new(crate::holder())
+        .arg("bouncer")
         // The child uses this process's cluster as an external server: quicker than a cluster
         // of its own, and it covers a pgbouncer in front of a `DATABASE_URL` server.
         .env("DATABASE_URL", Cluster::shared().url("postgres"))

@@ -110,27 +110,6 @@ async fn drop_stops_a_private_cluster() {
 
 // ---- the test process ending, however it ends, stops its server ------------------------------
 
-const CHILD_ENV: &str = "PG_HARNESS_TEST_CHILD_MODE";
-
-/// Not a test on its own: the body of the child process of the tests below.
-#[test]
-fn child_process_holding_a_cluster() {
-    let Ok(mode) = std::env::var(CHILD_ENV) else {
-        return;
-    };
-    let cluster = Cluster::shared();
-    println!(
-        "PG_HARNESS_CHILD pid={} dir={}",
-        cluster.postmaster_pid().unwrap(),
-        cluster.dir().unwrap().display()
-    );
-    if mode == "wait" {
-        // Wait to be killed; should the parent test die first, its end of our stdin closes.
-        let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut Vec::new());
-    }
-    std::process::exit(0);
-}
-
 #[derive(Clone, Copy, PartialEq)]
 enum End {
     Exit,
@@ -139,14 +118,12 @@ enum End {
 }
 
 fn child_ends_and_server_stops(end: End) {
-    let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args([
-        "harness::child_process_holding_a_cluster",
-        "--exact",
-        "--nocapture",
-        "--test-threads=1",
-    ])
-    .env(CHILD_ENV, if end == End::Exit { "exit" } else { "wait" })
+    let mut cmd = Command::new(crate::holder());
+    cmd.arg(if end == End::Exit {
+        "cluster-exit"
+    } else {
+        "cluster-wait"
+    })
     .env_remove("DATABASE_URL")
     .stdin(Stdio::piped())
     .stdout(Stdio::piped())
@@ -159,7 +136,6 @@ fn child_ends_and_server_stops(end: End) {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            // libtest prints "test NAME ... " on the same line first.
             if let Some(i) = line.find("PG_HARNESS_CHILD ") {
                 let _ = tx.send(line[i + "PG_HARNESS_CHILD ".len()..].to_owned());
             }
