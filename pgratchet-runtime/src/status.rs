@@ -1,4 +1,4 @@
-//! [`State`] and [`Status`] of each migration, and the rules of CONTRACT.md that decide whether a
+//! [`Status`] of each migration, and the rules of CONTRACT.md that decide whether a
 //! run may go on.
 
 use serde::Serialize;
@@ -196,3 +196,6 @@ pub(crate) fn judge(
     }
     Ok(verdict)
 }
+
+#[cfg(test)]
+mod tests;
