@@ -27,7 +27,7 @@ pub enum Error {
         /// The output of `initdb` or the server log.
         log: String,
     },
-    /// `DATABASE_URL` (or a URL given to [`Cluster::from_url`]) is unusable.
+    /// `DATABASE_URL` (or a URL given to [`Cluster::from_url`](crate::Cluster::from_url)) is unusable.
     InvalidUrl(String),
     /// A query or connection to the server failed.
     Postgres {
