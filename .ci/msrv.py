@@ -7,7 +7,10 @@ dependencies, transitively, as `Cargo.lock` resolves them with the features name
 its own `rust-version`; ours must be at least the highest of them. clippy's `incompatible_msrv`
 lint (on by default, `-D warnings` in CI) guards our own use of std against the same number.
 
-Usage: python3 .ci/msrv.py [--features F,...] [--only CRATE,...]
+With --declared, a crate is checked against that version instead of its own `rust-version`: for a
+feature whose MSRV is higher than the crate's and documented (the `lint` feature needs squawk's).
+
+Usage: python3 .ci/msrv.py [--features F,...] [--only CRATE,...] [--declared VERSION]
 """
 import argparse
 import json
@@ -27,6 +30,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--features", default="", help="features to resolve with (cargo syntax)")
     parser.add_argument("--only", default="", help="published crates to check (default: all)")
+    parser.add_argument("--declared", default="", help="the MSRV to check against (default: each crate's)")
     args = parser.parse_args()
 
     command = ["cargo", "metadata", "--format-version", "1", "--locked"]
@@ -47,7 +51,7 @@ def main():
         package = packages[member]
         if not published(package) or (only and package["name"] not in only):
             continue
-        declared = package.get("rust_version")
+        declared = args.declared or package.get("rust_version")
         if not declared:
             failures.append(f"{package['name']}: no rust-version declared")
             continue

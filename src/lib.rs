@@ -13,6 +13,11 @@ pub use pgratchet_runtime::{deadpool_postgres, tokio_postgres};
 #[cfg(feature = "cli")]
 pub mod cli;
 
+/// The review of migrations behind `embed_migrations!`'s build-time check and the CLI's `lint`
+/// (feature `lint`): squawk's rules, `.migrate.toml`, `-- migrate:allow` and the risk score.
+#[cfg(feature = "lint")]
+pub use pgratchet_core::lint;
+
 /// Embeds a migrations directory into the binary at build time.
 ///
 /// `embed_migrations!("migrations")` reads the directory (relative to the crate's `Cargo.toml`),

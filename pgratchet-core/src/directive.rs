@@ -1,9 +1,11 @@
 //! Per-file directives: comment lines before a file's first statement.
 //!
-//! The one directive is `-- migrate:no-transaction` (spaces after `--` optional): the file then
-//! runs outside a transaction, each statement on its own. sqlx's `-- no-transaction` is accepted
-//! too, as sqlx does, only as the file's first line. Any other `-- migrate:<word>` is an error
-//! rather than an ignored comment, so that a typo cannot silently change how a file runs.
+//! `-- migrate:no-transaction` (spaces after `--` optional): the file then runs outside a
+//! transaction, each statement on its own. sqlx's `-- no-transaction` is accepted too, as sqlx
+//! does, only as the file's first line. `-- migrate:allow` and `-- migrate:allow-file` belong to
+//! the review (`lint`, which reads them anywhere in a file) and are accepted here whether or not
+//! that feature is on. Any other `-- migrate:<word>` is an error rather than an ignored comment,
+//! so that a typo cannot silently change how a file runs.
 
 use crate::Problem;
 
@@ -46,6 +48,9 @@ pub(crate) fn parse_all(file: &str, sql: &str) -> (Directives, Vec<Problem>) {
             let word = word.split_whitespace().next().unwrap_or("");
             if word.eq_ignore_ascii_case("no-transaction") {
                 directives.no_transaction = true;
+            } else if word.eq_ignore_ascii_case("allow") || word.eq_ignore_ascii_case("allow-file")
+            {
+                // The review's; see the module docs.
             } else {
                 problems.push(Problem::at_line(
                     file,
@@ -70,11 +75,13 @@ fn unknown_directive_message(file: &str, line: u32, word: &str) -> String {
              the up in `<version>_<name>.up.sql` and the down in `<version>_<name>.down.sql`"
         )
     } else {
-        format!("{head}: the only directive is `-- migrate:no-transaction`")
+        format!(
+            "{head}: the directives are `-- migrate:no-transaction` and `-- migrate:allow <rule> -- <reason>`"
+        )
     }
 }
 
-fn strip_prefix_ci<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
+pub(crate) fn strip_prefix_ci<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
     let head = text.get(..prefix.len())?;
     head.eq_ignore_ascii_case(prefix)
         .then(|| &text[prefix.len()..])
@@ -113,6 +120,13 @@ mod tests {
         assert!(!no_tx("SELECT 1;\n-- migrate:no-transaction\n"));
         assert!(!no_tx("/* block */\n-- migrate:no-transaction\nSELECT 1;"));
         assert!(!no_tx("-- migrate-no-transaction\nSELECT 1;"));
+        // The review's directives are known words, not typos.
+        assert!(!no_tx(
+            "-- migrate:allow ban-drop-column -- unused since v2\nALTER TABLE t DROP COLUMN c;"
+        ));
+        assert!(no_tx(
+            "-- migrate:Allow-File ban-drop-table -- r\n-- migrate:no-transaction\nSELECT 1;"
+        ));
     }
 
     #[test]
@@ -122,13 +136,13 @@ mod tests {
         assert_eq!(problem.line, Some(1));
         assert_eq!(
             problem.message,
-            "unknown directive `-- migrate:foo` in `3_x.sql` line 1: the only directive is `-- migrate:no-transaction`"
+            "unknown directive `-- migrate:foo` in `3_x.sql` line 1: the directives are `-- migrate:no-transaction` and `-- migrate:allow <rule> -- <reason>`"
         );
         let problem = parse("3_x.sql", "-- hello\n\n--migrate:no_transaction\n").unwrap_err();
         assert_eq!(problem.line, Some(3));
         assert_eq!(
             problem.to_string(),
-            "unknown directive `-- migrate:no_transaction` in `3_x.sql` line 3: the only directive is `-- migrate:no-transaction`"
+            "unknown directive `-- migrate:no_transaction` in `3_x.sql` line 3: the directives are `-- migrate:no-transaction` and `-- migrate:allow <rule> -- <reason>`"
         );
         let problem = parse(
             "4_y.sql",

@@ -72,6 +72,14 @@ pub fn executed(sql: &str) -> impl Iterator<Item = Statement<'_>> {
         .filter(|statement| !statement.is_empty())
 }
 
+/// Every `--` comment of `sql` (outside strings, identifiers and other comments): its byte offset
+/// and its text after the `--`, up to the end of its line.
+pub fn line_comments(sql: &str) -> impl Iterator<Item = (usize, &str)> + '_ {
+    tokens(sql)
+        .filter(|token| token.kind == TokenKind::Comment && sql.as_bytes()[token.start] == b'-')
+        .map(|token| (token.start, &sql[token.start + 2..token.end]))
+}
+
 /// Splits `sql` into statements (see the [module docs](self)); never fails, never panics.
 ///
 /// Text after the last `;` that holds only whitespace and comments is a last statement of its own
@@ -219,17 +227,19 @@ pub(crate) struct Token {
 
 /// The tokens of `text` other than whitespace and comments.
 pub(crate) fn significant_tokens(text: &str) -> impl Iterator<Item = Token> + '_ {
+    tokens(text).filter(|token| !matches!(token.kind, TokenKind::Space | TokenKind::Comment))
+}
+
+/// Every token of `text`, in order.
+fn tokens(text: &str) -> impl Iterator<Item = Token> + '_ {
     let bytes = text.as_bytes();
     let mut pos = 0;
     std::iter::from_fn(move || {
-        while pos < bytes.len() {
+        (pos < bytes.len()).then(|| {
             let token = next_token(bytes, pos);
             pos = token.end;
-            if !matches!(token.kind, TokenKind::Space | TokenKind::Comment) {
-                return Some(token);
-            }
-        }
-        None
+            token
+        })
     })
 }
 

@@ -42,23 +42,41 @@ fn expand(input: TokenStream) -> syn::Result<TokenStream> {
     })?;
     let dir = resolve(&literal.value(), literal.span())?;
     let migrations = loader::load_dir(&dir).map_err(|problems| {
-        let mut errors = problems
-            .into_iter()
-            .map(|problem| syn::Error::new(literal.span(), problem.message));
-        // `load_dir` never returns an empty problem list, but a macro must not panic on it.
-        let first = errors.next().unwrap_or_else(|| {
-            syn::Error::new(literal.span(), "the migrations directory could not be read")
-        });
-        errors.fold(first, |mut all, error| {
-            all.combine(error);
-            all
-        })
+        combine(
+            literal.span(),
+            problems.into_iter().map(|problem| problem.message),
+        )
     })?;
     let items = migrations.iter().map(migration_tokens);
+    #[cfg(feature = "lint")]
+    let set = crate::lint::review(
+        &dir,
+        &literal.value(),
+        &migrations,
+        quote!(MIGRATIONS),
+        literal.span(),
+    )?;
+    #[cfg(not(feature = "lint"))]
+    let set = quote!(::pgratchet::__private::Migrations::from_static(MIGRATIONS));
     Ok(quote!({
         const MIGRATIONS: &[::pgratchet::__private::Migration] = &[#(#items),*];
-        ::pgratchet::__private::Migrations::from_static(MIGRATIONS)
+        #set
     }))
+}
+
+/// One error holding every message, each a `compile_error!` of its own at `span`.
+pub(crate) fn combine(span: Span, messages: impl IntoIterator<Item = String>) -> syn::Error {
+    let mut errors = messages
+        .into_iter()
+        .map(|message| syn::Error::new(span, message));
+    // Callers never pass an empty list, but a macro must not panic on it.
+    let first = errors
+        .next()
+        .unwrap_or_else(|| syn::Error::new(span, "the migrations directory could not be read"));
+    errors.fold(first, |mut all, error| {
+        all.combine(error);
+        all
+    })
 }
 
 fn resolve(relative: &str, span: Span) -> syn::Result<PathBuf> {

@@ -3,6 +3,8 @@
 #![warn(missing_docs, unreachable_pub)]
 
 mod expand;
+#[cfg(feature = "lint")]
+mod lint;
 
 /// Embeds a migrations directory into the binary; see `pgratchet::embed_migrations!`.
 #[proc_macro]

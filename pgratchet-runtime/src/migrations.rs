@@ -16,6 +16,16 @@ pub struct Migrations {
     list: Cow<'static, [Migration]>,
     /// Computed on the first run and kept: a service checks the same set at every start.
     fingerprint: OnceLock<i128>,
+    /// Where an embedded set was read, for a review of it at run time (`lint` on a service binary).
+    origin: Option<Origin>,
+}
+
+/// The directory `embed_migrations!` read, as its literal names it, and the text of its
+/// `.migrate.toml` (embedded with the feature `lint`).
+#[derive(Clone, Copy, Debug)]
+struct Origin {
+    dir: &'static str,
+    lint_config: Option<&'static str>,
 }
 
 impl Migrations {
@@ -25,7 +35,31 @@ impl Migrations {
         Migrations {
             list: Cow::Borrowed(list),
             fingerprint: OnceLock::new(),
+            origin: None,
         }
+    }
+
+    /// Like [`from_static`](Self::from_static), also keeping the directory the macro read (as its
+    /// literal names it) and the text of its `.migrate.toml`, so the set is reviewed at run time
+    /// the way the build reviewed it.
+    #[doc(hidden)]
+    pub const fn from_static_reviewed(
+        list: &'static [Migration],
+        dir: &'static str,
+        lint_config: Option<&'static str>,
+    ) -> Self {
+        Migrations {
+            list: Cow::Borrowed(list),
+            fingerprint: OnceLock::new(),
+            origin: Some(Origin { dir, lint_config }),
+        }
+    }
+
+    /// For an embedded set built with the feature `lint`: the directory the macro read, as its
+    /// literal names it, and the text of its `.migrate.toml` if it had one.
+    #[doc(hidden)]
+    pub fn reviewed_from(&self) -> Option<(&'static str, Option<&'static str>)> {
+        self.origin.map(|origin| (origin.dir, origin.lint_config))
     }
 
     /// Reads a migrations directory at run time with the same grammar, checks and checksums as
@@ -73,6 +107,7 @@ impl Migrations {
         Migrations {
             list: Cow::Owned(list),
             fingerprint: OnceLock::new(),
+            origin: None,
         }
     }
 

@@ -70,6 +70,11 @@ impl<'a> Migrator<'a> {
         }
     }
 
+    /// The migrations this runner applies.
+    pub fn migrations(&self) -> &'a Migrations {
+        self.migrations
+    }
+
     /// The schema of the history table (created if missing). Default: `current_schema()` of the
     /// connection, resolved once per run.
     pub fn schema(mut self, schema: impl Into<String>) -> Self {

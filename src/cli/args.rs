@@ -128,6 +128,13 @@ pub(crate) enum Command {
     History,
     /// On a scratch database, apply, roll back and re-apply each migration, comparing the schema.
     Redo,
+    /// Review the migrations for dangerous statements (squawk's rules, `.migrate.toml`); exit 4
+    /// when a denied rule fires. Needs the `lint` feature; no database.
+    Lint {
+        /// `text`, or `github` for GitHub Actions annotations (`--json` gives JSON).
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
     /// Create a new migration file in the next version.
     New {
         /// The migration's name (ASCII letters, digits, `_`, `-`, `.`).
@@ -142,6 +149,15 @@ pub(crate) enum Command {
         #[arg(long)]
         timestamp: bool,
     },
+}
+
+/// Output formats of `lint` besides `--json`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Format {
+    /// `file:line: rule (severity): message`, then the scores.
+    Text,
+    /// `::error file=..,line=..::message` workflow commands.
+    Github,
 }
 
 /// Filename styles of `new`.

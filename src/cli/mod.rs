@@ -6,6 +6,8 @@
 mod args;
 mod connect;
 mod failure;
+#[cfg(feature = "lint")]
+mod lint;
 mod new;
 mod render;
 
@@ -76,6 +78,9 @@ async fn run_parsed(migrator: Migrator<'_>, args: Vec<OsString>) -> ExitCode {
             ),
         );
     }
+    if let Command::Lint { format } = cli.command {
+        return review(migrator.migrations(), None, format, json);
+    }
     match execute(migrator, cli).await {
         Ok(code) => code,
         Err(failure) => failure::report(json, failure),
@@ -112,11 +117,41 @@ pub fn main_for_directory() -> ExitCode {
             Ok(migrations) => migrations,
             Err(error) => return failure::report(json, Failure::Runtime(error)),
         };
+        if let Command::Lint { format } = cli.command {
+            return review(&migrations, Some(&dir), format, json);
+        }
         match execute(Migrator::new(&migrations), cli).await {
             Ok(code) => code,
             Err(failure) => failure::report(json, failure),
         }
     })
+}
+
+/// `lint`: reviews `migrations` (read from `dir`, or embedded when `dir` is `None`).
+fn review(
+    migrations: &Migrations,
+    dir: Option<&std::path::Path>,
+    format: args::Format,
+    json: bool,
+) -> ExitCode {
+    if json && format != args::Format::Text {
+        return failure::report(
+            json,
+            Failure::Usage("--json and --format github exclude each other".to_owned()),
+        );
+    }
+    #[cfg(feature = "lint")]
+    let result = lint::run(migrations, dir, format, json);
+    #[cfg(not(feature = "lint"))]
+    let result = {
+        let _ = (migrations, dir, format);
+        Err(Failure::Usage(
+            "this binary was built without the `lint` feature: install the CLI with \
+             `cargo install pgratchet --features cli,lint` (or enable `pgratchet/lint`)"
+                .to_owned(),
+        ))
+    };
+    result.unwrap_or_else(|failure| failure::report(json, failure))
 }
 
 /// `new`: creates the next migration file(s) in `dir`, for the binary and for [`run`] alike.
@@ -400,7 +435,9 @@ async fn execute(mut migrator: Migrator<'_>, cli: Cli) -> Result<ExitCode, Failu
                 return Ok(ExitCode::from(EXIT_INVALID));
             }
         }
-        Command::New { .. } => unreachable!("`new` is handled before connecting"),
+        Command::New { .. } | Command::Lint { .. } => {
+            unreachable!("`new` and `lint` are handled before connecting")
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

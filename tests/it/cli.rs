@@ -18,15 +18,15 @@ use pgratchet::{Migration, Migrations, Migrator, Script};
 
 /// What one run of the binary did.
 #[derive(Debug)]
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
+pub(crate) struct Run {
+    pub(crate) code: i32,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
 }
 
 /// Runs the `pgratchet` binary with `args`: no `DATABASE_URL` from the environment, standard
 /// input not a terminal.
-fn pgratchet(args: &[&str]) -> Run {
+pub(crate) fn pgratchet(args: &[&str]) -> Run {
     let output = Command::new(env!("CARGO_BIN_EXE_pgratchet"))
         .args(args)
         .env_remove("DATABASE_URL")
@@ -51,7 +51,7 @@ fn on(dir: &Path, db: &TestDb, args: &[&str]) -> Run {
 
 /// Asserts the exit code, showing everything the run printed when it differs.
 #[track_caller]
-fn expect_code(run: &Run, code: i32) {
+pub(crate) fn expect_code(run: &Run, code: i32) {
     assert_eq!(
         run.code, code,
         "exit code\n--- stdout\n{}\n--- stderr\n{}",
@@ -60,7 +60,7 @@ fn expect_code(run: &Run, code: i32) {
 }
 
 /// A migrations directory under the temporary directory, removed when dropped.
-struct Dir(PathBuf);
+pub(crate) struct Dir(PathBuf);
 
 impl std::ops::Deref for Dir {
     type Target = Path;
@@ -83,7 +83,7 @@ impl Drop for Dir {
 }
 
 /// A fresh migrations directory under the temporary directory holding `files`.
-fn migrations_dir(label: &str, files: &[(&str, &str)]) -> Dir {
+pub(crate) fn migrations_dir(label: &str, files: &[(&str, &str)]) -> Dir {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     let dir = std::env::temp_dir().join(format!(
         "pgratchet-cli-{label}-{}-{}",

@@ -2,6 +2,8 @@
 
 mod cli;
 mod embed;
+#[cfg(feature = "cli")]
+mod lint;
 mod readme;
 mod rebuild;
 #[cfg(feature = "cli")]

@@ -329,3 +329,12 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn line_comments_skip_strings_and_block_comments() {
+    let sql = "-- a\nSELECT '-- no', $$ -- no $$ /* -- no */; -- b\r\n--c";
+    let comments: Vec<_> = line_comments(sql).collect();
+    assert_eq!(comments, [(0, " a"), (46, " b\r"), (52, "c")]);
+    assert_eq!(&sql[46..48], "--");
+    assert_eq!(line_comments("SELECT 1").count(), 0);
+}

@@ -184,7 +184,7 @@ fn collects_every_problem_sorted_by_file() {
             "`6_bad.sql` line 2: not valid UTF-8 (the first bad byte is at byte offset 18); save the file as UTF-8",
             "migration directory `7_dir/` has no `up.sql`: add `7_dir/up.sql` (and optionally `7_dir/down.sql`)",
             "`8_dir/extra.sql` is not allowed in a migration directory, which holds `up.sql`, an optional `down.sql`, and optionally `metadata.toml`, `metadata.yaml` and `*.md` files; move it out, or merge its SQL into `8_dir/up.sql`",
-            "unknown directive `-- migrate:foo` in `9_x.sql` line 1: the only directive is `-- migrate:no-transaction`",
+            "unknown directive `-- migrate:foo` in `9_x.sql` line 1: the directives are `-- migrate:no-transaction` and `-- migrate:allow <rule> -- <reason>`",
             "invalid migration filename `V1_init.sql`: after `V<version>` use a double underscore, e.g. `V1__init.sql`",
             "invalid migration directory name `bad name/`: it must start with a version number, e.g. `1_bad_name/` or `V1__bad_name/`",
             "invalid migration filename `notes.txt`: a migration file ends in `.sql` (or `.up.sql`/`.down.sql` for a reversible one); rename it, or move it out of the migrations directory (only dotfiles and `*.md` files are ignored there)",

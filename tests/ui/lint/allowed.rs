@@ -1,0 +1,6 @@
+// Compiles: each denied finding has an allow that says why.
+static M: pgratchet::Migrations = pgratchet::embed_migrations!("tests/ui/lint/fixtures/allowed");
+
+fn main() {
+    assert!(M.len() > 1);
+}
