@@ -15,6 +15,7 @@ mod score;
 mod tests;
 
 use std::cmp::Ordering;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
 
@@ -145,7 +146,8 @@ impl Review {
 /// file), in a transaction unless it says `-- migrate:no-transaction`.
 pub fn review<'a>(config: &Config, sources: impl IntoIterator<Item = Source<'a>>) -> Review {
     let mut review = Review::default();
-    let mut tally: Vec<(i64, usize, usize)> = Vec::new();
+    // Denied and warned findings per version; a migration's up and down count together.
+    let mut tally: BTreeMap<i64, (usize, usize)> = BTreeMap::new();
     for source in sources {
         if config
             .start_after
@@ -161,20 +163,16 @@ pub fn review<'a>(config: &Config, sources: impl IntoIterator<Item = Source<'a>>
             .iter()
             .filter(|f| f.severity == Severity::Deny)
             .count();
-        match tally.last_mut() {
-            Some((version, d, w)) if *version == source.version => {
-                *d += denied;
-                *w += found.len() - denied;
-            }
-            _ => tally.push((source.version, denied, found.len() - denied)),
-        }
+        let (d, w) = tally.entry(source.version).or_default();
+        *d += denied;
+        *w += found.len() - denied;
     }
     review.findings.sort_by(|a, b| {
         (a.version, &a.file, a.line, &a.rule).cmp(&(b.version, &b.file, b.line, &b.rule))
     });
     review.scores = tally
         .into_iter()
-        .map(|(version, denied, warned)| Score::new(version, denied, warned))
+        .map(|(version, (denied, warned))| Score::new(version, denied, warned))
         .collect();
     review
 }
