@@ -20,8 +20,8 @@ use std::process::ExitCode;
 use std::time::SystemTime;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use pg_harness::Cluster;
 use pgratchet::{Migrator, Report, State, Status};
+use pgratchet_harness::Cluster;
 use serde::Serialize;
 use tokio_postgres::NoTls;
 use tracing_subscriber::EnvFilter;
@@ -132,7 +132,7 @@ fn with_causes(error: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
-fn start_throwaway_server() -> Result<Cluster, pg_harness::Error> {
+fn start_throwaway_server() -> Result<Cluster, pgratchet_harness::Error> {
     tracing::info!("DATABASE_URL is unset: starting a throwaway PostgreSQL");
     let cluster = Cluster::start()?;
     tracing::info!(

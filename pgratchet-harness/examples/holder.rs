@@ -1,10 +1,10 @@
-//! The child process of pg-harness's own tests of its cleanup: it starts a server (or a
+//! The child process of pgratchet-harness's own tests of its cleanup: it starts a server (or a
 //! pgbouncer), says which, and then exits or waits to be killed, so that the test can see the
 //! server stop when this process ends, however it ends.
 //!
-//! `holder cluster-exit | cluster-wait | bouncer`; prints `PG_HARNESS_CHILD pid=.. dir=..`.
+//! `holder cluster-exit | cluster-wait | bouncer`; prints `PGRATCHET_HARNESS_CHILD pid=.. dir=..`.
 
-use pg_harness::{Cluster, PoolMode};
+use pgratchet_harness::{Cluster, PoolMode};
 
 fn main() {
     let mode = std::env::args().nth(1).unwrap_or_default();
@@ -31,7 +31,7 @@ fn main() {
             std::process::exit(2);
         }
     };
-    println!("PG_HARNESS_CHILD pid={pid} dir={}", dir.display());
+    println!("PGRATCHET_HARNESS_CHILD pid={pid} dir={}", dir.display());
     if mode != "cluster-exit" {
         // Wait to be killed; should the test die first, its end of our stdin closes.
         let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut Vec::new());

@@ -27,7 +27,7 @@
 //!
 //! `pgbouncer` is looked up on `PATH`, then in `/usr/sbin`, `/usr/bin`, `/usr/local/sbin` and
 //! `/usr/local/bin` (Debian installs it in `/usr/sbin`, which is not on every user's `PATH`).
-//! `PG_HARNESS_PGBOUNCER` names the binary explicitly. When none is found the error says to
+//! `PGRATCHET_HARNESS_PGBOUNCER` names the binary explicitly. When none is found the error says to
 //! install it (`apt-get install pgbouncer`).
 //!
 //! # Cleanup
@@ -276,7 +276,7 @@ fn stop(process: &mut Child) {
 fn config(server: &str, port: u16, mode: PoolMode) -> String {
     format!(
         "\
-; Written by pg-harness for a test; removed when the test process ends.
+; Written by pgratchet-harness for a test; removed when the test process ends.
 [databases]
 * = {server}
 
@@ -344,7 +344,7 @@ fn wait_listening(process: &mut Child, port: u16, log: &Path) -> Result<(), Stri
     }
 }
 
-/// The `pgbouncer` binary: `PG_HARNESS_PGBOUNCER`, else the first on `PATH` or in the usual
+/// The `pgbouncer` binary: `PGRATCHET_HARNESS_PGBOUNCER`, else the first on `PATH` or in the usual
 /// system directories.
 fn find_pgbouncer() -> Result<PathBuf, Error> {
     let on_path = std::env::var_os("PATH")
@@ -352,7 +352,7 @@ fn find_pgbouncer() -> Result<PathBuf, Error> {
         .unwrap_or_default();
     let fixed = ["/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin"].map(PathBuf::from);
     locate(
-        std::env::var_os("PG_HARNESS_PGBOUNCER").filter(|p| !p.is_empty()),
+        std::env::var_os("PGRATCHET_HARNESS_PGBOUNCER").filter(|p| !p.is_empty()),
         on_path.into_iter().chain(fixed),
     )
 }
@@ -367,7 +367,7 @@ fn locate(
             Ok(path)
         } else {
             Err(Error::NoPgBouncer(format!(
-                "PG_HARNESS_PGBOUNCER names {}, which is not a file: install pgbouncer \
+                "PGRATCHET_HARNESS_PGBOUNCER names {}, which is not a file: install pgbouncer \
                  (`apt-get install pgbouncer`) or fix the variable",
                 path.display()
             )))
@@ -380,7 +380,7 @@ fn locate(
             Error::NoPgBouncer(
                 "pgbouncer not found on PATH nor in /usr/sbin, /usr/bin, /usr/local/sbin, \
                  /usr/local/bin: install it (`apt-get install pgbouncer`; `.ci/setup` does) or \
-                 set PG_HARNESS_PGBOUNCER to its path"
+                 set PGRATCHET_HARNESS_PGBOUNCER to its path"
                     .to_owned(),
             )
         })
@@ -401,8 +401,10 @@ mod tests {
 
     #[test]
     fn a_missing_binary_says_how_to_install_it() {
-        let empty =
-            std::env::temp_dir().join(format!("pg-harness-no-bouncer-{}", std::process::id()));
+        let empty = std::env::temp_dir().join(format!(
+            "pgratchet-harness-no-bouncer-{}",
+            std::process::id()
+        ));
         let error = locate(None, [empty.clone()]).unwrap_err();
         assert!(matches!(error, Error::NoPgBouncer(_)), "{error:?}");
         assert!(

@@ -103,10 +103,21 @@ impl Cluster {
     /// When the cluster cannot be started (every later call panics with the same message).
     /// For tests only: programs should use [`Cluster::start`] or [`Cluster::from_env`].
     pub fn shared() -> &'static Cluster {
+        match Cluster::try_shared() {
+            Ok(cluster) => cluster,
+            Err(e) => {
+                panic!("pgratchet-harness: cannot start the shared PostgreSQL test cluster: {e}")
+            }
+        }
+    }
+
+    /// [`Cluster::shared`], with the error instead of a panic (the same error on every call
+    /// once starting failed).
+    pub fn try_shared() -> Result<&'static Cluster, Error> {
         static SHARED: OnceLock<Result<Cluster, String>> = OnceLock::new();
         match SHARED.get_or_init(|| Cluster::from_env().map_err(|e| e.to_string())) {
-            Ok(cluster) => cluster,
-            Err(e) => panic!("pg-harness: cannot start the shared PostgreSQL test cluster: {e}"),
+            Ok(cluster) => Ok(cluster),
+            Err(message) => Err(Error::Setup(message.clone())),
         }
     }
 
@@ -161,26 +172,40 @@ impl Cluster {
     /// `[a-z0-9_]`, shortened) and returns its name and URL. Must be called within a Tokio
     /// runtime.
     pub async fn create_database(&self, label: &str) -> Result<TestDb, Error> {
-        let config = match &self.kind {
-            Kind::Owned(_) => self.url("postgres").parse().expect("valid URL"),
-            Kind::External { maintenance, .. } => maintenance.clone(),
-        };
-        let (client, connection) =
-            config
-                .connect(NoTls)
+        self.create_database_from(label, None).await
+    }
+
+    /// Like [`create_database`](Self::create_database), as a copy of database `template`
+    /// (which nobody may be connected to). On a throwaway cluster of PostgreSQL 15 or newer the
+    /// copy is made with `STRATEGY FILE_COPY`: its checkpoint costs nothing with fsync off, and it
+    /// writes no WAL for the copy. On `DATABASE_URL`'s server, never: a checkpoint there is paid
+    /// by everyone on it.
+    pub async fn create_database_from(
+        &self,
+        label: &str,
+        template: Option<&str>,
+    ) -> Result<TestDb, Error> {
+        let (client, conn_task) = self.maintenance().await?;
+        let file_copy = matches!(self.kind, Kind::Owned(_)) && template.is_some() && {
+            let version = client
+                .query_one("SELECT current_setting('server_version_num')::int", &[])
                 .await
                 .map_err(|source| Error::Postgres {
-                    context: format!(
-                        "cannot connect to the maintenance database of {}:{}",
-                        self.host, self.port
-                    ),
+                    context: "cannot read the server's version".to_owned(),
                     source,
                 })?;
-        let conn_task = tokio::spawn(connection);
+            version.get::<_, i32>(0) >= 150_000
+        };
         let mut attempt = 0;
         let result = loop {
             let name = unique_db_name(label);
-            let sql = format!("CREATE DATABASE {}", quote_ident(&name));
+            let mut sql = format!("CREATE DATABASE {}", quote_ident(&name));
+            if let Some(template) = template {
+                sql.push_str(&format!(" TEMPLATE {}", quote_ident(template)));
+            }
+            if file_copy {
+                sql.push_str(" STRATEGY FILE_COPY");
+            }
             match client.batch_execute(&sql).await {
                 Ok(()) => {
                     break Ok(TestDb {
@@ -207,6 +232,55 @@ impl Cluster {
         let _ = conn_task.await;
         result
     }
+
+    /// Drops database `name` if it exists, ending its sessions first (`WITH (FORCE)`).
+    pub async fn drop_database(&self, name: &str) -> Result<(), Error> {
+        let (client, conn_task) = self.maintenance().await?;
+        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(name));
+        let result = client
+            .batch_execute(&sql)
+            .await
+            .map_err(|source| Error::Postgres {
+                context: format!("{sql} failed"),
+                source,
+            });
+        drop(client);
+        let _ = conn_task.await;
+        result
+    }
+
+    /// A new connection to the maintenance database (`postgres` on a throwaway cluster, the
+    /// URL's database on `DATABASE_URL`'s server), and its connection task: drop the client,
+    /// then await the task, to be sure the session has ended.
+    pub async fn maintenance(
+        &self,
+    ) -> Result<(tokio_postgres::Client, tokio::task::JoinHandle<()>), Error> {
+        let config = match &self.kind {
+            Kind::Owned(_) => self.url("postgres").parse().expect("valid URL"),
+            Kind::External { maintenance, .. } => maintenance.clone(),
+        };
+        let (client, connection) =
+            config
+                .connect(NoTls)
+                .await
+                .map_err(|source| Error::Postgres {
+                    context: format!(
+                        "cannot connect to the maintenance database of {}:{}",
+                        self.host, self.port
+                    ),
+                    source,
+                })?;
+        let task = tokio::spawn(async move {
+            // Errors surface through the client; a dropped client ends the task.
+            let _ = connection.await;
+        });
+        Ok((client, task))
+    }
+
+    /// Whether this is a throwaway cluster this process started (not `DATABASE_URL`'s server).
+    pub fn is_throwaway(&self) -> bool {
+        matches!(self.kind, Kind::Owned(_))
+    }
 }
 
 /// A fresh database of a [`Cluster`], made for one test.
@@ -223,7 +297,7 @@ impl TestDb {
     pub fn config(&self) -> tokio_postgres::Config {
         self.url
             .parse()
-            .unwrap_or_else(|e| panic!("pg-harness: invalid URL {}: {e}", redact(&self.url)))
+            .unwrap_or_else(|e| panic!("pgratchet-harness: invalid URL {}: {e}", redact(&self.url)))
     }
 
     /// A connected client; its connection task is spawned on the current Tokio runtime.
@@ -234,7 +308,7 @@ impl TestDb {
     pub async fn client(&self) -> tokio_postgres::Client {
         let (client, connection) = self.config().connect(NoTls).await.unwrap_or_else(|e| {
             panic!(
-                "pg-harness: cannot connect to test database {}: {}",
+                "pgratchet-harness: cannot connect to test database {}: {}",
                 self.name,
                 Error::Postgres {
                     context: redact(&self.url),
@@ -264,7 +338,7 @@ impl TestDb {
             .max_size(max_size)
             .runtime(deadpool_postgres::Runtime::Tokio1)
             .build()
-            .expect("pg-harness: cannot build deadpool pool")
+            .expect("pgratchet-harness: cannot build deadpool pool")
     }
 }
 
@@ -277,5 +351,7 @@ pub async fn test_db(label: &str) -> TestDb {
     Cluster::shared()
         .create_database(label)
         .await
-        .unwrap_or_else(|e| panic!("pg-harness: cannot create a test database for {label:?}: {e}"))
+        .unwrap_or_else(|e| {
+            panic!("pgratchet-harness: cannot create a test database for {label:?}: {e}")
+        })
 }

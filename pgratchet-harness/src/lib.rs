@@ -1,4 +1,6 @@
-//! Throwaway PostgreSQL for this workspace's tests (and for the collector example).
+//! Throwaway PostgreSQL for tests: the server side of `pgratchet-test` (which most users want
+//! instead: a migrated database per test from one attribute), of `pgratchet`'s own tests, and of
+//! its collector example.
 //!
 //! # Model
 //!
@@ -8,7 +10,11 @@
 //!   cluster that is stopped when the value is dropped (used by the collector example).
 //! * Every test gets its own fresh database: [`test_db`] / [`Cluster::create_database`] run
 //!   `CREATE DATABASE` with a unique name built from the test's label, the process id and a
-//!   counter. Databases are never dropped: a private cluster is deleted as a whole.
+//!   counter; [`Cluster::create_database_from`] copies a template; [`Cluster::drop_database`]
+//!   drops one. A private cluster is deleted as a whole.
+//! * [`Cluster::keep`] keeps a throwaway cluster when the process ends (after a failed test):
+//!   shut down cleanly, its directory left, and [`Kept::instructions`] say how to start it and
+//!   look; a later run removes kept clusters older than a day that are not running.
 //!
 //! # Server binaries
 //!
@@ -17,7 +23,9 @@
 //! PostgreSQL server binaries (`apt-get install postgresql`). [`Cluster::bin_dir`] exposes that
 //! directory, where `psql`, `pg_dump`, ... live too.
 //!
-//! The cluster is `initdb`-ed into a fresh directory under [`std::env::temp_dir`]
+//! The cluster is `initdb`-ed into a fresh directory under `/dev/shm` when it is writable with
+//! 2 GiB free (a template copy there takes tens of milliseconds, against up to seconds on a
+//! virtual disk still writing back the last one), else under [`std::env::temp_dir`]
 //! (`-A trust -U postgres`, so the URL is `postgres://postgres@127.0.0.1:PORT/DB`) and listens
 //! on a free loopback port. Durability is switched off (`fsync`, `synchronous_commit`,
 //! `full_page_writes`): never use it for data you want to keep. When the process runs as root
@@ -56,9 +64,10 @@
 //! # Environment
 //!
 //! * `DATABASE_URL`: see above.
-//! * `PG_HARNESS_START_TIMEOUT`: seconds to wait for the server to accept connections
+//! * `PGRATCHET_HARNESS_TMPDIR`: where throwaway clusters go instead.
+//! * `PGRATCHET_HARNESS_START_TIMEOUT`: seconds to wait for the server to accept connections
 //!   (default 60).
-//! * `PG_HARNESS_PGBOUNCER`: the `pgbouncer` binary (default: found on `PATH` or in `/usr/sbin`,
+//! * `PGRATCHET_HARNESS_PGBOUNCER`: the `pgbouncer` binary (default: found on `PATH` or in `/usr/sbin`,
 //!   `/usr/bin`, `/usr/local/sbin`, `/usr/local/bin`).
 //!
 //! # PgBouncer
@@ -71,6 +80,7 @@
 mod bouncer;
 mod cluster;
 mod error;
+mod kept;
 mod names;
 mod os;
 mod server;
@@ -78,3 +88,11 @@ mod server;
 pub use bouncer::{Bouncer, PoolMode};
 pub use cluster::{test_db, Cluster, TestDb};
 pub use error::Error;
+pub use kept::Kept;
+pub use names::redact;
+
+#[cfg(not(unix))]
+compile_error!(
+    "pgratchet-harness starts PostgreSQL with unix process APIs and does not build on this \
+     platform; on Windows, run the tests in WSL"
+);

@@ -45,6 +45,11 @@ pub(crate) fn quote_ident(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))
 }
 
+/// A string literal for SQL (standard_conforming_strings, the default since 9.1).
+pub(crate) fn quote_literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
 pub(crate) fn percent_encode(s: &str) -> String {
     let mut out = String::new();
     for b in s.bytes() {
@@ -73,7 +78,7 @@ pub(crate) fn replace_url_dbname(url: &str, dbname: &str) -> String {
 }
 
 /// `url` with any password replaced, for messages.
-pub(crate) fn redact(url: &str) -> String {
+pub fn redact(url: &str) -> String {
     let Some(i) = url.find("://") else {
         return url.to_owned();
     };

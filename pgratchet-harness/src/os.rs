@@ -30,7 +30,9 @@ pub(crate) struct RunAs {
 /// configuration file), `$3` directory to delete, `$4` the signal that stops it quickly
 /// (`QUIT`: immediate shutdown of a postmaster; `TERM` for pgbouncer). It waits for end-of-file
 /// on its stdin (the test process ending), then stops the process if it is still ours and
-/// deletes the directory.
+/// deletes the directory. When the directory holds a file `keep` ([`KEEP_MARKER`]), the server
+/// is shut down cleanly instead (`INT`: fast shutdown, so `pg_ctl start` needs no recovery) and
+/// the directory stays.
 const WATCHDOG_SCRIPT: &str = r#"
 trap '' INT TERM HUP
 while read -r _; do :; done
@@ -41,14 +43,49 @@ ours() {
         kill -0 "$1" 2>/dev/null
     fi
 }
+keep=
+signal=$4
+tries=20
+if [ -e "$3/keep" ]; then keep=1; signal=INT; tries=300; fi
 if ours "$1" "$2"; then
-    kill -s "$4" "$1" 2>/dev/null
+    kill -s "$signal" "$1" 2>/dev/null
     i=0
-    while [ "$i" -lt 20 ] && ours "$1" "$2"; do sleep 0.1; i=$((i + 1)); done
+    while [ "$i" -lt "$tries" ] && ours "$1" "$2"; do sleep 0.1; i=$((i + 1)); done
     if ours "$1" "$2"; then kill -s KILL -- "-$1" 2>/dev/null; kill -s KILL "$1" 2>/dev/null; fi
 fi
-rm -rf -- "$3"
+[ -n "$keep" ] || rm -rf -- "$3"
 "#;
+
+/// The file whose presence in a server's directory makes the watchdog keep it.
+pub(crate) const KEEP_MARKER: &str = "keep";
+
+/// How long a kept cluster stays before a later run removes it (unless its server runs).
+const KEPT_FOR: std::time::Duration = std::time::Duration::from_secs(24 * 60 * 60);
+
+/// Removes the clusters earlier runs kept (after a failed test) that are older than a day and
+/// whose server is not running: someone looking at one has started it.
+pub(crate) fn remove_stale_kept() {
+    let entries = [server_parent(), std::env::temp_dir()]
+        .into_iter()
+        .filter_map(|dir| fs::read_dir(dir).ok())
+        .flatten();
+    for entry in entries.flatten() {
+        let dir = entry.path();
+        let is_ours = entry
+            .file_name()
+            .to_str()
+            .is_some_and(|name| name.starts_with(DIR_PREFIX));
+        let marker = dir.join(KEEP_MARKER);
+        let old = fs::metadata(&marker)
+            .and_then(|meta| meta.modified())
+            .ok()
+            .and_then(|modified| modified.elapsed().ok())
+            .is_some_and(|age| age > KEPT_FOR);
+        if is_ours && old && !dir.join("data").join("postmaster.pid").exists() {
+            let _ = fs::remove_dir_all(&dir);
+        }
+    }
+}
 
 #[derive(Debug)]
 pub(crate) struct Watchdog {
@@ -63,7 +100,7 @@ impl Watchdog {
         let mut child = Command::new("sh")
             .arg("-c")
             .arg(WATCHDOG_SCRIPT)
-            .arg("pg-harness-watchdog")
+            .arg("pgratchet-harness-watchdog")
             .arg(pid.to_string())
             .arg(arg)
             .arg(dir)
@@ -75,7 +112,7 @@ impl Watchdog {
             // Own process group: survives signals sent to the test's process group.
             .process_group(0)
             .spawn()
-            .map_err(io_err("cannot spawn the pg-harness watchdog (sh)"))?;
+            .map_err(io_err("cannot spawn the pgratchet-harness watchdog (sh)"))?;
         let pipe = child.stdin.take();
         Ok(Watchdog {
             child: Some(child),
@@ -97,6 +134,50 @@ impl Watchdog {
 // Helpers
 // ---------------------------------------------------------------------------------------------
 
+/// How the directories of our servers start.
+const DIR_PREFIX: &str = "pgratchet-harness-";
+
+/// Where a throwaway server's directory goes: `$PGRATCHET_HARNESS_TMPDIR` when set; else
+/// `/dev/shm` when it is a writable tmpfs with at least [`SHM_AT_LEAST`] free, because a server
+/// with fsync off on memory copies a template database 10-20x faster than on a virtual disk that
+/// is still writing back what the last test wrote; else the temporary directory.
+fn server_parent() -> PathBuf {
+    if let Some(dir) = std::env::var_os("PGRATCHET_HARNESS_TMPDIR").filter(|dir| !dir.is_empty()) {
+        return PathBuf::from(dir);
+    }
+    let shm = Path::new("/dev/shm");
+    if free_bytes(shm).is_some_and(|free| free >= SHM_AT_LEAST) {
+        return shm.to_path_buf();
+    }
+    std::env::temp_dir()
+}
+
+/// Free space `/dev/shm` needs to be used: clusters, templates and the tests' copies (Docker's
+/// default `/dev/shm` of 64 MiB is far too small, and is then left alone).
+const SHM_AT_LEAST: u64 = 2 << 30;
+
+/// The bytes free to an unprivileged user on the filesystem of `dir`, if it is a writable
+/// directory.
+fn free_bytes(dir: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    // SAFETY: `path` is a valid NUL-terminated string; `access` and `statvfs` only read it, and
+    // `statvfs` writes into the zeroed struct we pass.
+    unsafe {
+        if libc::access(path.as_ptr(), libc::W_OK | libc::X_OK) != 0 {
+            return None;
+        }
+        let mut stat: libc::statvfs = std::mem::zeroed();
+        if libc::statvfs(path.as_ptr(), &mut stat) != 0 {
+            return None;
+        }
+        // `fsblkcnt_t` and `c_ulong` are narrower than u64 on 32-bit targets.
+        #[allow(clippy::useless_conversion)]
+        let free = u64::from(stat.f_bavail).saturating_mul(u64::from(stat.f_frsize));
+        Some(free)
+    }
+}
+
 /// A directory removed on drop unless kept.
 pub(crate) struct TempDir {
     pub(crate) path: PathBuf,
@@ -106,11 +187,11 @@ pub(crate) struct TempDir {
 impl TempDir {
     pub(crate) fn create(run_as: Option<RunAs>) -> Result<TempDir, Error> {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let base = std::env::temp_dir();
+        let base = server_parent();
         for _ in 0..100 {
             let n = COUNTER.fetch_add(1, Ordering::Relaxed);
             let path = base.join(format!(
-                "pg-harness-{}-{}-{}",
+                "{DIR_PREFIX}{}-{}-{}",
                 std::process::id(),
                 n,
                 salt()

@@ -8,7 +8,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::error::{io_err, Error};
-use crate::os::{find_bin_dir, free_port, passwd_home, run_as, RunAs, TempDir, Watchdog};
+use crate::os::{
+    find_bin_dir, free_port, passwd_home, remove_stale_kept, run_as, RunAs, TempDir, Watchdog,
+};
 
 /// A postmaster started by this process, with its watchdog.
 #[derive(Debug)]
@@ -22,6 +24,7 @@ pub(crate) struct Server {
 
 impl Server {
     pub(crate) fn start(settings: &[(&str, &str)]) -> Result<Server, Error> {
+        remove_stale_kept();
         let bin_dir = find_bin_dir()?;
         let run_as = run_as()?;
         let dir = TempDir::create(run_as)?;
@@ -58,7 +61,7 @@ impl Server {
             });
         }
 
-        let timeout = std::env::var("PG_HARNESS_START_TIMEOUT")
+        let timeout = std::env::var("PGRATCHET_HARNESS_START_TIMEOUT")
             .ok()
             .and_then(|s| s.trim().parse::<u64>().ok())
             .map_or(Duration::from_secs(60), Duration::from_secs);
@@ -152,7 +155,7 @@ impl Server {
                             }
                             Ready::Timeout => format!(
                                 "PostgreSQL server did not accept connections within {timeout:?} \
-                                 (set PG_HARNESS_START_TIMEOUT to wait longer)"
+                                 (set PGRATCHET_HARNESS_START_TIMEOUT to wait longer)"
                             ),
                             Ready::Io(e) => format!("waiting for PostgreSQL server: {e}"),
                         },

@@ -75,6 +75,16 @@ impl<'a> Migrator<'a> {
         self.migrations
     }
 
+    /// The history table's schema as set (`None`: the connection's current schema).
+    pub fn schema_name(&self) -> Option<&str> {
+        self.schema.as_deref()
+    }
+
+    /// The history table's name as set.
+    pub fn table_name(&self) -> &str {
+        &self.table
+    }
+
     /// The schema of the history table (created if missing). Default: `current_schema()` of the
     /// connection, resolved once per run.
     pub fn schema(mut self, schema: impl Into<String>) -> Self {

@@ -2,7 +2,7 @@
 //! SIGKILL mid-migration, a lock holder killed, `CREATE INDEX CONCURRENTLY` while others wait,
 //! 16 starters at once through a transaction-pooling PgBouncer, and tampered files.
 //!
-//! Each test gets a fresh database of the shared throwaway cluster (pg-harness) and a
+//! Each test gets a fresh database of the shared throwaway cluster (pgratchet-harness) and a
 //! migrations directory of its own, and checks the database itself afterwards. Long statements
 //! sleep only for a connection whose `application_name` is `slow`: the file (and so its
 //! checksum) stays the same for the next run, which connects without that name.
@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
-use pg_harness::{test_db, Cluster, PoolMode, TestDb};
 use pgratchet::tokio_postgres::{Client, SimpleQueryMessage};
+use pgratchet_harness::{test_db, Cluster, PoolMode, TestDb};
 use tokio::process::{Child, Command};
 
 /// Sleeps 30 s for a `slow` connection, not at all otherwise.

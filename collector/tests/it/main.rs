@@ -1,4 +1,6 @@
-//! The collector binary end to end, against real PostgreSQL (pg-harness).
+//! The collector binary end to end, against real PostgreSQL: fresh databases from
+//! pgratchet-harness where the collector's own startup must apply the schema, migrated ones from
+//! the test kit (`pgratchet-test`) where the schema is the starting point.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -7,7 +9,7 @@ use std::process::{Child, ChildStdout, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use pg_harness::TestDb;
+use pgratchet_harness::TestDb;
 use serde_json::{json, Value};
 
 /// The schema the collector embeds, embedded here too, so the tests know its versions.
@@ -40,7 +42,7 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 fn fresh_db(label: &str) -> TestDb {
-    runtime().block_on(pg_harness::test_db(label))
+    runtime().block_on(pgratchet_harness::test_db(label))
 }
 
 /// Runs `sql` on `db`; the rows as JSON values, one array per row (via `row_to_json`).
@@ -254,9 +256,22 @@ fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
     }
 }
 
+/// A database with the collector's schema already applied (a copy of the kit's template).
+fn migrated_db() -> (pgratchet_test::TestDatabase, TestDb) {
+    let migrated = runtime()
+        .block_on(pgratchet_test::TestDatabase::new(&MIGRATIONS))
+        .expect("a migrated database");
+    let db = TestDb {
+        name: migrated.name().to_owned(),
+        url: migrated.url().to_owned(),
+    };
+    (migrated, db)
+}
+
 #[test]
 fn listen_stores_valid_lines_and_answers_bad_ones() {
-    let db = fresh_db("collector_listen");
+    // Dropped at the end of the test (kept if it fails).
+    let (_migrated, db) = migrated_db();
     let mut command = collector_on(&db);
     command.args(["--listen", "127.0.0.1:0"]);
     let mut collector = Running::spawn(command);
@@ -344,7 +359,7 @@ fn without_database_url_it_runs_on_a_throwaway_server_and_removes_it() {
     let log = String::from_utf8_lossy(&output.stderr);
     assert!(log.contains("throwaway"), "{log}");
     let dir = log_field(&log, "dir");
-    assert!(dir.contains("pg-harness"), "{log}");
+    assert!(dir.contains("pgratchet-harness"), "{log}");
     assert!(!Path::new(dir).exists(), "{dir} is still there");
     // No process of that cluster is left: the postmaster names the directory on its command
     // line, and every server process works in the data directory.
@@ -401,4 +416,29 @@ fn collector_migrate_is_the_embedded_cli() {
         .output()
         .expect("run collector migrate --dir");
     assert_eq!(refused.status.code(), Some(2), "{refused:?}");
+}
+
+/// The schema itself: what the feed's rows look like to a query, and what it refuses.
+#[pgratchet_test::test(migrations = MIGRATIONS, fixtures("two_updates"))]
+async fn the_schema_keeps_families_and_prefixes_consistent(client: tokio_postgres::Client) {
+    let families: Vec<String> = client
+        .query("SELECT family FROM route_updates ORDER BY time", &[])
+        .await
+        .expect("query")
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(families, ["ipv4", "ipv6"]);
+    let refused = client
+        .execute(
+            "INSERT INTO route_updates (time, router_address, peer_address, peer_as, family, prefix) \
+             VALUES (now(), '192.0.2.1', '192.0.2.11', 64500, 'ipv6', '203.0.113.0/24')",
+            &[],
+        )
+        .await
+        .expect_err("an IPv4 prefix labelled ipv6");
+    assert_eq!(
+        refused.as_db_error().and_then(|error| error.constraint()),
+        Some("route_updates_family_matches_prefix")
+    );
 }

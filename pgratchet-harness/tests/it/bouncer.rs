@@ -6,7 +6,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use pg_harness::{test_db, Cluster, PoolMode};
+use pgratchet_harness::{test_db, Cluster, PoolMode};
 
 async fn backend_pid(client: &tokio_postgres::Client) -> String {
     let messages = client
@@ -47,7 +47,7 @@ async fn transaction_mode_shares_server_connections_between_clients() {
     // What tokio-postgres sends at startup is accepted, including `options`.
     let mut config = via.config();
     config
-        .application_name("pg-harness-test")
+        .application_name("pgratchet-harness-test")
         .options("-c work_mem=8MB");
     let (c, connection) = config
         .connect(tokio_postgres::NoTls)
@@ -69,7 +69,7 @@ async fn transaction_mode_shares_server_connections_between_clients() {
         .expect("a row");
     assert_eq!(row.0.as_deref(), Some(db.name.as_str()));
     // application_name is one of the parameters PgBouncer passes on to the server connection.
-    assert_eq!(row.1.as_deref(), Some("pg-harness-test"));
+    assert_eq!(row.1.as_deref(), Some("pgratchet-harness-test"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -116,8 +116,8 @@ fn sigkill_of_the_test_process_stops_its_pgbouncer() {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(i) = line.find("PG_HARNESS_CHILD ") {
-                let _ = tx.send(line[i + "PG_HARNESS_CHILD ".len()..].to_owned());
+            if let Some(i) = line.find("PGRATCHET_HARNESS_CHILD ") {
+                let _ = tx.send(line[i + "PGRATCHET_HARNESS_CHILD ".len()..].to_owned());
             }
         }
     });

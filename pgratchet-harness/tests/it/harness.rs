@@ -6,7 +6,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use pg_harness::{test_db, Cluster};
+use pgratchet_harness::{test_db, Cluster};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_databases_in_parallel() {
@@ -14,7 +14,7 @@ async fn two_databases_in_parallel() {
     assert_ne!(a.name, b.name);
     assert!(a.url.ends_with(&format!("/{}", a.name)), "{}", a.url);
 
-    let setup = |db: pg_harness::TestDb, value: i32| async move {
+    let setup = |db: pgratchet_harness::TestDb, value: i32| async move {
         let client = db.client().await;
         client
             .batch_execute(&format!(
@@ -136,8 +136,8 @@ fn child_ends_and_server_stops(end: End) {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(i) = line.find("PG_HARNESS_CHILD ") {
-                let _ = tx.send(line[i + "PG_HARNESS_CHILD ".len()..].to_owned());
+            if let Some(i) = line.find("PGRATCHET_HARNESS_CHILD ") {
+                let _ = tx.send(line[i + "PGRATCHET_HARNESS_CHILD ".len()..].to_owned());
             }
         }
     });

@@ -1,4 +1,4 @@
-//! Integration tests of pg-harness: one binary, one module per concern.
+//! Integration tests of pgratchet-harness: one binary, one module per concern.
 
 mod bouncer;
 mod harness;

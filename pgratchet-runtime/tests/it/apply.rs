@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use pg_harness::test_db;
+use pgratchet_harness::test_db;
 use pgratchet_runtime::{Error, Migration, Migrator, Script};
 
 use crate::support::*;

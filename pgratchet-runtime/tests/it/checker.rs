@@ -2,8 +2,8 @@
 //! `BEGIN ... ROLLBACK` on PostgreSQL, and the check must refuse exactly the statements the
 //! server refuses there (SQLSTATE 25001), but for the few the server decides from its catalog.
 
-use pg_harness::test_db;
 use pgratchet_core::transaction;
+use pgratchet_harness::test_db;
 use tokio_postgres::error::SqlState;
 
 use crate::support::*;

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pg_harness::test_db;
+use pgratchet_harness::test_db;
 use pgratchet_runtime::{Migration, Migrations, Migrator};
 use tokio::sync::Barrier;
 

@@ -1,6 +1,6 @@
 //! `connect`: a pool from a connection string, checked by opening one connection.
 
-use pg_harness::test_db;
+use pgratchet_harness::test_db;
 use pgratchet_runtime::{connect, Error};
 
 use crate::support::*;

@@ -10,7 +10,7 @@
 
 use std::sync::{Arc, OnceLock};
 
-use pg_harness::{Cluster, TestDb};
+use pgratchet_harness::{Cluster, TestDb};
 use pgratchet_runtime::{HookPoint, Migrator};
 
 use crate::support::*;

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pg_harness::test_db;
+use pgratchet_harness::test_db;
 use pgratchet_runtime::{Error, Migration, Migrations, Migrator, Rollback, Script};
 
 use crate::support::*;

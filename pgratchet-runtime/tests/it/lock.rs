@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pg_harness::test_db;
+use pgratchet_harness::test_db;
 use pgratchet_runtime::{Error, Migrator};
 
 use crate::support::*;
@@ -53,7 +53,7 @@ async fn lock_wait_timeout_names_the_holder() {
 }
 
 /// Takes `ACCESS EXCLUSIVE` on `t` from another session; returns that session.
-async fn lock_table(db: &pg_harness::TestDb) -> tokio_postgres::Client {
+async fn lock_table(db: &pgratchet_harness::TestDb) -> tokio_postgres::Client {
     let locker = db.client().await;
     locker
         .batch_execute("BEGIN; LOCK TABLE t IN ACCESS EXCLUSIVE MODE;")
@@ -254,7 +254,7 @@ async fn a_pooler_mode_starter_does_not_deadlock_with_a_concurrent_index_build()
 /// An engine whose advisory-lock functions succeed without locking (CockroachDB's stubs, a
 /// YugabyteDB with the error silenced), emulated: functions that always succeed, found before
 /// pg_catalog's through the database's search_path, so that every new session sees them.
-async fn fake_advisory_locks(client: &tokio_postgres::Client, db: &pg_harness::TestDb) {
+async fn fake_advisory_locks(client: &tokio_postgres::Client, db: &pgratchet_harness::TestDb) {
     client
         .batch_execute(&format!(
             "CREATE SCHEMA fake;\n\

@@ -1,5 +1,5 @@
 //! Integration tests of the runtime against a real PostgreSQL (one throwaway cluster per test
-//! process from `pg-harness`, one fresh database per test, tests in parallel).
+//! process from `pgratchet-harness`, one fresh database per test, tests in parallel).
 //!
 //! Every test checks the database itself (history rows, log rows, tables, indexes), not only
 //! what the runner returned.

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use pg_harness::{test_db, Cluster, TestDb};
+use pgratchet_harness::{test_db, Cluster, TestDb};
 use pgratchet_runtime::{
     Error, HookContext, HookPoint, IssueKind, Migration, Migrator, Repair, Rollback, Script, State,
 };

@@ -1,7 +1,7 @@
 //! The rules of CONTRACT.md: unknown versions (newer release, removed file), out-of-order
 //! pending migrations, and `status()`.
 
-use pg_harness::test_db;
+use pgratchet_harness::test_db;
 use pgratchet_runtime::{Error, Migrator, State};
 
 use crate::support::*;

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use pg_harness::test_db;
+use pgratchet_harness::test_db;
 use pgratchet_runtime::{Error, Migrations, Migrator, Repair};
 
 use crate::support::*;
@@ -14,7 +14,7 @@ use crate::support::*;
 /// A pooler-mode run of `migrations` through `url`'s database, on a pool of its own.
 fn spawn_run(
     migrations: &Arc<Migrations>,
-    db: &pg_harness::TestDb,
+    db: &pgratchet_harness::TestDb,
     configure: fn(Migrator<'_>) -> Migrator<'_>,
 ) -> tokio::task::JoinHandle<Result<pgratchet_runtime::Report, Error>> {
     let migrations = Arc::clone(migrations);

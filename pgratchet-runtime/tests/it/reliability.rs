@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pg_harness::{test_db, TestDb};
+use pgratchet_harness::{test_db, TestDb};
 use pgratchet_runtime::{Error, Migrator, Repair};
 
 use crate::support::*;

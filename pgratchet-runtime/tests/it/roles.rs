@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use deadpool_postgres::{Hook, HookError, Manager, ManagerConfig, Pool, RecyclingMethod};
-use pg_harness::{test_db, TestDb};
+use pgratchet_harness::{test_db, TestDb};
 use pgratchet_runtime::Migrator;
 
 use crate::support::*;

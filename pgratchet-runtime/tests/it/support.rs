@@ -209,15 +209,15 @@ pub async fn holder_running(client: &Client, marker: &str) -> i32 {
 }
 
 /// A throwaway PgBouncer in transaction mode in front of the shared cluster.
-pub fn transaction_pooler() -> pg_harness::Bouncer {
-    pg_harness::Cluster::shared()
-        .pgbouncer(pg_harness::PoolMode::Transaction)
+pub fn transaction_pooler() -> pgratchet_harness::Bouncer {
+    pgratchet_harness::Cluster::shared()
+        .pgbouncer(pgratchet_harness::PoolMode::Transaction)
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Creates table `gate` and holds `ACCESS EXCLUSIVE` on it from a session of its own, so a
 /// migration that touches `gate` blocks until [`open_gate`]. Returns that session.
-pub async fn closed_gate(db: &pg_harness::TestDb) -> Client {
+pub async fn closed_gate(db: &pgratchet_harness::TestDb) -> Client {
     let keeper = db.client().await;
     // Two batches: statements before a `BEGIN` in one batch join its transaction.
     keeper

@@ -1,6 +1,6 @@
 //! The history table: adoption of a pybmpmon table, refusal of foreign shapes, quoted names.
 
-use pg_harness::test_db;
+use pgratchet_harness::test_db;
 use pgratchet_runtime::{Error, Migrator};
 
 use crate::support::*;
