@@ -208,3 +208,41 @@ fn alive(pid: u32) -> bool {
         Err(_) => false,
     }
 }
+
+/// A cluster kept after a failed test is removed by a later start once it is a day old and not
+/// running; a younger one, or one whose server runs, stays.
+#[test]
+fn a_later_start_removes_stale_kept_clusters() {
+    // Where this machine's throwaway clusters go (/dev/shm or the temporary directory).
+    let parent = {
+        let probe = Cluster::start().expect("a private cluster starts");
+        probe
+            .dir()
+            .and_then(Path::parent)
+            .expect("a throwaway cluster has a directory")
+            .to_path_buf()
+    };
+    let kept = |label: &str, age: Duration, running: bool| {
+        let dir = parent.join(format!("pgratchet-harness-{}-{label}", std::process::id()));
+        std::fs::create_dir_all(dir.join("data")).expect("create a fake kept cluster");
+        if running {
+            std::fs::write(dir.join("data/postmaster.pid"), "1\n").expect("pid file");
+        }
+        let marker = std::fs::File::create(dir.join("keep")).expect("marker");
+        marker
+            .set_modified(std::time::SystemTime::now() - age)
+            .expect("age the marker");
+        dir
+    };
+    let day = Duration::from_secs(24 * 60 * 60);
+    let stale = kept("stale", day * 2, false);
+    let young = kept("young", Duration::from_secs(60), false);
+    let running = kept("running", day * 2, true);
+    let cluster = Cluster::start().expect("a private cluster starts");
+    drop(cluster);
+    assert!(!stale.exists(), "{}", stale.display());
+    assert!(young.exists() && running.exists());
+    for dir in [young, running] {
+        std::fs::remove_dir_all(dir).expect("clean up");
+    }
+}

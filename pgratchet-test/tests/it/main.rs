@@ -410,3 +410,43 @@ impl Drop for RemoveOnDrop {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// A template build drops the templates of other sets unused for a day, and keeps recent ones.
+#[tokio::test]
+async fn a_build_drops_templates_unused_for_a_day() {
+    let client = maintenance().await;
+    let old = "pgratchet_tpl_00000000000000aa";
+    let recent = "pgratchet_tpl_00000000000000bb";
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs();
+    for (name, last_used) in [(old, 1), (recent, now)] {
+        client
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {name}"))
+            .await
+            .expect("drop");
+        client
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("create");
+        client
+            .batch_execute(&format!(
+                "COMMENT ON DATABASE {name} IS 'pgratchet-test template, last used {last_used}'"
+            ))
+            .await
+            .expect("comment");
+    }
+    // A set no test has built yet, so the probe builds a template.
+    let output = run(probe(
+        &["pass", &format!("CREATE TABLE gc_{now} (id int);")],
+        Some(&shared_url()),
+    ));
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(databases_like(&client, old).await, Vec::<String>::new());
+    assert_eq!(databases_like(&client, recent).await, [recent]);
+    client
+        .batch_execute(&format!("DROP DATABASE {recent}"))
+        .await
+        .expect("clean up");
+}
