@@ -235,14 +235,27 @@ fn a_later_start_removes_stale_kept_clusters() {
         dir
     };
     let day = Duration::from_secs(24 * 60 * 60);
-    let stale = kept("stale", day * 2, false);
-    let young = kept("young", Duration::from_secs(60), false);
-    let running = kept("running", day * 2, true);
+    let fakes = Fakes(vec![
+        kept("stale", day * 2, false),
+        kept("young", Duration::from_secs(60), false),
+        kept("running", day * 2, true),
+    ]);
     let cluster = Cluster::start().expect("a private cluster starts");
     drop(cluster);
+    let [stale, young, running] = &fakes.0[..] else {
+        unreachable!("three fakes")
+    };
     assert!(!stale.exists(), "{}", stale.display());
     assert!(young.exists() && running.exists());
-    for dir in [young, running] {
-        std::fs::remove_dir_all(dir).expect("clean up");
+}
+
+/// Fake kept clusters, removed however the test ends.
+struct Fakes(Vec<PathBuf>);
+
+impl Drop for Fakes {
+    fn drop(&mut self) {
+        for dir in &self.0 {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
