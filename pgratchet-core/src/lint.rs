@@ -22,7 +22,7 @@ use std::path::Path;
 pub use config::Config;
 pub use score::{Risk, Score};
 
-use crate::Problem;
+use crate::{Migration, Problem};
 
 /// The rule of an allow that matched no finding (warns by default, configurable).
 pub const UNUSED_ALLOW: &str = "unused-allow";
@@ -69,6 +69,25 @@ pub struct Source<'a> {
     pub no_transaction: bool,
     /// Whether this is a down file (linted only with `check-down`).
     pub down: bool,
+}
+
+impl<'a> Source<'a> {
+    /// The files of `migrations` as the review sees them: each up, then its down if it has one.
+    pub fn of(
+        migrations: impl IntoIterator<Item = &'a Migration>,
+    ) -> impl Iterator<Item = Source<'a>> {
+        migrations.into_iter().flat_map(|migration| {
+            let up = std::iter::once((migration.up(), false));
+            up.chain(migration.down().map(|down| (down, true)))
+                .map(|(script, down)| Source {
+                    version: migration.version(),
+                    path: script.path(),
+                    sql: script.sql(),
+                    no_transaction: script.no_transaction(),
+                    down,
+                })
+        })
+    }
 }
 
 /// A danger found in one statement.

@@ -49,7 +49,7 @@ use tokio_postgres::config::Host;
 use crate::cluster::{Cluster, Kind, TestDb};
 use crate::error::{io_err, Error};
 use crate::names::percent_encode;
-use crate::os::{free_port, run_as, RunAs, TempDir, Watchdog};
+use crate::os::{free_port, log_files, run_as, RunAs, TempDir, Watchdog};
 use crate::server::{server_env, stop_child_with};
 
 /// PgBouncer's `pool_mode`: when a server connection goes back to the pool.
@@ -115,14 +115,7 @@ impl Cluster {
                     format!("cannot chown {} to postgres", config_path.display()),
                 ))?;
             }
-            let log = fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&log_path)
-                .map_err(io_err(format!("cannot open {}", log_path.display())))?;
-            let log_err = log
-                .try_clone()
-                .map_err(io_err("cannot duplicate log file handle"))?;
+            let (log, log_err) = log_files(&log_path)?;
             let mut cmd = Command::new(&binary);
             cmd.arg(&config_path)
                 .current_dir(&dir.path)

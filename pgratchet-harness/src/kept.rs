@@ -3,11 +3,9 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use tokio_postgres::NoTls;
-
 use crate::cluster::{Cluster, Kind};
 use crate::error::Error;
-use crate::names::{quote_literal, redact};
+use crate::names::quote_literal;
 use crate::os::{run_as, KEEP_MARKER};
 
 /// A throwaway cluster kept when the process ends: shut down cleanly, its directory left in
@@ -60,19 +58,7 @@ impl Cluster {
         let Kind::Owned(server) = &self.kind else {
             return Ok(None);
         };
-        let url = self.url("postgres");
-        let config: tokio_postgres::Config = url
-            .parse()
-            .map_err(|e| Error::InvalidUrl(format!("{}: {e}", redact(&url))))?;
-        let (client, connection) =
-            config
-                .connect(NoTls)
-                .await
-                .map_err(|source| Error::Postgres {
-                    context: format!("cannot connect to {} to keep it", redact(&url)),
-                    source,
-                })?;
-        let task = tokio::spawn(connection);
+        let (client, task) = self.maintenance().await?;
         // What the harness passes on the command line, so that `pg_ctl start` alone finds it.
         let settings = [
             ("port", server.port.to_string()),

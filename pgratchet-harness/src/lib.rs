@@ -89,7 +89,7 @@ pub use bouncer::{Bouncer, PoolMode};
 pub use cluster::{test_db, Cluster, TestDb};
 pub use error::Error;
 pub use kept::Kept;
-pub use names::redact;
+pub use names::{quote_ident, redact};
 
 #[cfg(not(unix))]
 compile_error!(

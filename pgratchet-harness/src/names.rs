@@ -41,7 +41,8 @@ pub(crate) fn unique_db_name(label: &str) -> String {
     name
 }
 
-pub(crate) fn quote_ident(s: &str) -> String {
+/// `s` as a quoted SQL identifier.
+pub fn quote_ident(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))
 }
 

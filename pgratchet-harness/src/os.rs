@@ -134,6 +134,20 @@ impl Watchdog {
 // Helpers
 // ---------------------------------------------------------------------------------------------
 
+/// A server's log file, opened for appending, twice: for its standard output and its standard
+/// error.
+pub(crate) fn log_files(path: &Path) -> Result<(fs::File, fs::File), Error> {
+    let log = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(io_err(format!("cannot open {}", path.display())))?;
+    let log_err = log
+        .try_clone()
+        .map_err(io_err("cannot duplicate log file handle"))?;
+    Ok((log, log_err))
+}
+
 /// How the directories of our servers start.
 const DIR_PREFIX: &str = "pgratchet-harness-";
 

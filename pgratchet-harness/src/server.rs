@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use crate::error::{io_err, Error};
 use crate::os::{
-    find_bin_dir, free_port, passwd_home, remove_stale_kept, run_as, RunAs, TempDir, Watchdog,
+    find_bin_dir, free_port, log_files, passwd_home, remove_stale_kept, run_as, RunAs, TempDir,
+    Watchdog,
 };
 
 /// A postmaster started by this process, with its watchdog.
@@ -70,14 +71,7 @@ impl Server {
         loop {
             attempt += 1;
             let port = free_port()?;
-            let log = fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&log_path)
-                .map_err(io_err(format!("cannot open {}", log_path.display())))?;
-            let log_err = log
-                .try_clone()
-                .map_err(io_err("cannot duplicate log file handle"))?;
+            let (log, log_err) = log_files(&log_path)?;
             let mut cmd = Command::new(bin_dir.join("postgres"));
             cmd.arg("-D")
                 .arg(&data)

@@ -177,13 +177,7 @@ async fn pending<'r>(runner: &Runner<'r>) -> Result<Pending<'r>, Error> {
 /// The history table, what is pending, and each pending migration with the hooks around it.
 async fn apply_pending(runner: &Runner<'_>) -> Result<Report, Error> {
     let config = runner.config;
-    let version_is_integer = history::ensure(
-        runner.client,
-        &runner.table,
-        config.schema.is_some(),
-        config.lock_wait,
-    )
-    .await?;
+    let version_is_integer = runner.ensure_history().await?;
     let pending = pending(runner).await?;
     warn_all(&pending.warnings);
     let mut report = Report {

@@ -23,13 +23,7 @@ pub(crate) async fn on(
 
 async fn run(runner: &Runner<'_>, version: i64) -> Result<Vec<i64>, Error> {
     let (client, table) = (runner.client, &runner.table);
-    history::ensure(
-        client,
-        table,
-        runner.config.schema.is_some(),
-        runner.config.lock_wait,
-    )
-    .await?;
+    runner.ensure_history().await?;
     let rows = history::read::rows(client, table).await?;
     if !rows.is_empty() {
         return Err(Error::BaselineOnHistory {

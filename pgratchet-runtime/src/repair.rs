@@ -67,13 +67,7 @@ pub(crate) async fn on(
 
 async fn run(runner: &Runner<'_>, scope: &Repair) -> Result<Repaired, Error> {
     let (client, table) = (runner.client, &runner.table);
-    history::ensure(
-        client,
-        table,
-        runner.config.schema.is_some(),
-        runner.config.lock_wait,
-    )
-    .await?;
+    runner.ensure_history().await?;
     let rows = history::read::rows(client, table).await?;
     let statuses = merge(runner.migrations(), &rows);
     let mut repaired = Repaired {

@@ -78,13 +78,7 @@ pub(crate) async fn on(
 /// Rolls back under the lock the runner holds; every down is found before anything is
 /// reverted, so a missing one changes nothing.
 async fn run(runner: &Runner<'_>, how: Rollback) -> Result<Report, Error> {
-    crate::history::ensure(
-        runner.client,
-        &runner.table,
-        runner.config.schema.is_some(),
-        runner.config.lock_wait,
-    )
-    .await?;
+    runner.ensure_history().await?;
     let recorded = history::recorded(runner.client, &runner.table).await?;
     if let Some(stuck) = recorded.iter().find(|row| row.state != State::Applied) {
         let (version, name) = (stuck.version, stuck.name.clone());

@@ -86,6 +86,18 @@ impl<'r> Runner<'r> {
         self.release(result).await
     }
 
+    /// Creates or adopts the history table (and its schema when one is set), however many
+    /// starters try at once; `true` when its version column is an INTEGER (an adopted table).
+    pub(crate) async fn ensure_history(&self) -> Result<bool, Error> {
+        history::ensure(
+            self.client,
+            &self.table,
+            self.config.schema.is_some(),
+            self.config.lock_wait,
+        )
+        .await
+    }
+
     pub(crate) fn migrations(&self) -> &'r [Migration] {
         self.config.migrations.as_slice()
     }

@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use pgratchet_harness::Cluster;
+use pgratchet_harness::{quote_ident, Cluster};
 use pgratchet_runtime::Migrator;
 use sha2::{Digest, Sha256};
 use tokio_postgres::error::SqlState;
@@ -110,11 +110,18 @@ async fn build_if_missing(
     if !exists {
         collect_garbage(client, name).await?;
         let building = format!("{name}{BUILDING}{}", std::process::id());
-        execute(client, &format!("CREATE DATABASE {}", ident(&building))).await?;
+        execute(
+            client,
+            &format!("CREATE DATABASE {}", quote_ident(&building)),
+        )
+        .await?;
         if let Err(error) = migrate(cluster, migrator, &building).await {
             let _ = execute(
                 client,
-                &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", ident(&building)),
+                &format!(
+                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                    quote_ident(&building)
+                ),
             )
             .await;
             return Err(error);
@@ -122,7 +129,10 @@ async fn build_if_missing(
         rename(client, &building, name).await?;
         execute(
             client,
-            &format!("ALTER DATABASE {} ALLOW_CONNECTIONS false", ident(name)),
+            &format!(
+                "ALTER DATABASE {} ALLOW_CONNECTIONS false",
+                quote_ident(name)
+            ),
         )
         .await?;
     }
@@ -135,7 +145,7 @@ async fn build_if_missing(
         client,
         &format!(
             "COMMENT ON DATABASE {} IS 'pgratchet-test template, last used {now}'",
-            ident(name)
+            quote_ident(name)
         ),
     )
     .await
@@ -163,7 +173,11 @@ async fn migrate(cluster: &Cluster, migrator: &Migrator<'_>, database: &str) -> 
 
 /// Renames the finished template; the server may still be ending the session that built it.
 async fn rename(client: &tokio_postgres::Client, from: &str, to: &str) -> Result<(), Error> {
-    let sql = format!("ALTER DATABASE {} RENAME TO {}", ident(from), ident(to));
+    let sql = format!(
+        "ALTER DATABASE {} RENAME TO {}",
+        quote_ident(from),
+        quote_ident(to)
+    );
     let mut tries = 0;
     loop {
         match client.batch_execute(&sql).await {
@@ -203,7 +217,10 @@ async fn collect_garbage(client: &tokio_postgres::Client, keep: &str) -> Result<
         if name.contains(BUILDING) || stale {
             execute(
                 client,
-                &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", ident(&name)),
+                &format!(
+                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                    quote_ident(&name)
+                ),
             )
             .await?;
         }
@@ -216,11 +233,6 @@ async fn execute(client: &tokio_postgres::Client, sql: &str) -> Result<(), Error
         .batch_execute(sql)
         .await
         .map_err(Error::postgres(format!("{sql} failed")))
-}
-
-/// A quoted identifier (our names are `[a-z0-9_]`, quoted anyway).
-fn ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 #[cfg(test)]

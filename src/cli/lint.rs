@@ -33,18 +33,7 @@ pub(super) fn run(
         Some(text) => Config::parse(text).map_err(Error::Load)?,
         None => Config::default(),
     };
-    let sources = migrations.iter().flat_map(|migration| {
-        let up = std::iter::once((migration.up(), false));
-        up.chain(migration.down().map(|down| (down, true)))
-            .map(|(script, down)| Source {
-                version: migration.version(),
-                path: script.path(),
-                sql: script.sql(),
-                no_transaction: script.no_transaction(),
-                down,
-            })
-    });
-    let review = lint::review(&config, sources);
+    let review = lint::review(&config, Source::of(migrations));
     let path = |file: &str| match &shown_dir {
         Some(dir) => format!("{}/{file}", dir.trim_end_matches('/')),
         None => file.to_owned(),

@@ -260,18 +260,7 @@ async fn an_embedded_set_is_judged_as_it_was_built() {
     assert_eq!(config, Some(on_disk.as_str()));
 
     let config = pgratchet::lint::Config::parse(&on_disk).expect("config parses");
-    let sources = EMBEDDED.iter().flat_map(|migration| {
-        std::iter::once((migration.up(), false))
-            .chain(migration.down().map(|down| (down, true)))
-            .map(|(script, down)| pgratchet::lint::Source {
-                version: migration.version(),
-                path: script.path(),
-                sql: script.sql(),
-                no_transaction: script.no_transaction(),
-                down,
-            })
-    });
-    let review = pgratchet::lint::review(&config, sources);
+    let review = pgratchet::lint::review(&config, pgratchet::lint::Source::of(&EMBEDDED));
     let rules: Vec<(&str, &str)> = review
         .findings
         .iter()
